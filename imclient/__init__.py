@@ -1,0 +1,1 @@
+"""Parley's client library: a Twisted client for the Parley wire protocol."""

@@ -1,0 +1,22 @@
+"""Every server setting in one dataclass, with its default; ``options.py`` fills it from twistd."""
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Config:
+    data_dir: str = "parley-data"
+    #: sqlite:///relative-to-data-dir.db, sqlite:////absolute.db or mysql://user:pass@host:port/db
+    db_url: str = "sqlite:///parley.db"
+    #: Twisted endpoint strings; empty means the defaults (TCP 5800 and TLS 5801 on 127.0.0.1).
+    listen: list = field(default_factory=list)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: Largest frame (length prefix excluded) a client may send.
+    max_frame: int = 1024 * 1024
+    #: Bytes a client may leave unread before it is disconnected.
+    max_pending_output: int = 8 * 1024 * 1024
+    max_connections_per_user: int = 8
+
+    def limits(self):
+        return {"max_frame": self.max_frame,
+                "max_connections_per_user": self.max_connections_per_user}

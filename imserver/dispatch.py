@@ -1,0 +1,146 @@
+"""The op table: each op declares its fields once; one validator and one error mapping serve all.
+
+``OpTable.op(name, auth=..., **fields)`` registers a handler ``fn(ctx, **fields)`` returning a dict
+(directly, as a Deferred, or as a coroutine). ``dispatch`` turns a decoded request into a reply:
+``{"re": id, "ok": true, ...}`` or an error reply; an unexpected exception is logged once and the
+client sees only ``internal``.
+"""
+import inspect
+from dataclasses import dataclass, field
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from imserver.errors import ImError, bad_request
+
+_log = Logger()
+_MISSING = object()
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
+               dict: "an object", float: "a number"}
+
+
+@dataclass
+class Field:
+    kind: tuple
+    required: bool = True
+    default: object = None
+    max_len: int | None = None
+    min: int | None = None
+    max: int | None = None
+    choices: tuple | None = None
+
+    def check(self, name, value):
+        kinds = self.kind
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            want = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            raise bad_request(f"field {name!r} must be {want}")
+        if self.max_len is not None and len(value) > self.max_len:
+            raise bad_request(f"field {name!r} is longer than {self.max_len}")
+        if self.min is not None and value < self.min:
+            raise bad_request(f"field {name!r} must be at least {self.min}")
+        if self.max is not None and value > self.max:
+            raise bad_request(f"field {name!r} must be at most {self.max}")
+        if self.choices is not None and value not in self.choices:
+            raise bad_request(f"field {name!r} must be one of {', '.join(map(str, self.choices))}")
+        return value
+
+
+def Str(**kw):
+    return Field((str,), **kw)
+
+
+def Int(**kw):
+    kw.setdefault("min", -(2 ** 63))
+    kw.setdefault("max", 2 ** 63 - 1)
+    return Field((int,), **kw)
+
+
+def Bool(**kw):
+    return Field((bool,), **kw)
+
+
+def List(**kw):
+    return Field((list,), **kw)
+
+
+def Obj(**kw):
+    return Field((dict,), **kw)
+
+
+@dataclass
+class Op:
+    name: str
+    fn: object
+    fields: dict = field(default_factory=dict)
+    auth: bool = True
+
+    def arguments(self, request):
+        args = {}
+        for name, spec in self.fields.items():
+            value = request.get(name, _MISSING)
+            if value is _MISSING or value is None:
+                if spec.required:
+                    raise bad_request(f"missing field {name!r}")
+                args[name] = spec.default
+            else:
+                args[name] = spec.check(name, value)
+        return args
+
+
+class OpTable:
+    def __init__(self):
+        self.ops = {}
+
+    def op(self, name, auth=True, **fields):
+        def register(fn):
+            if name in self.ops:
+                raise ValueError(f"op {name!r} registered twice")
+            self.ops[name] = Op(name, fn, fields, auth)
+            return fn
+        return register
+
+
+def _request_id(request):
+    rid = request.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+        return None
+    return rid
+
+
+async def _call(table, ctx, request):
+    name = request.get("op")
+    if not isinstance(name, str):
+        raise bad_request("missing field 'op'")
+    rid = request.get("id")
+    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+        raise bad_request("field 'id' must be a string or an integer")
+    op = table.ops.get(name)
+    if op is None:
+        raise ImError("unknown_op", f"unknown op {name!r}")
+    if op.auth and ctx.user is None:
+        raise ImError("not_authenticated", f"log in before {name!r}")
+    result = op.fn(ctx, **op.arguments(request))
+    if inspect.isawaitable(result):
+        result = await result
+    return result or {}
+
+
+async def dispatch(table, ctx, request):
+    """The reply dict for one decoded request (never raises)."""
+    rid = _request_id(request)
+    try:
+        result = await _call(table, ctx, request)
+    except ImError as e:
+        return {"re": rid, "ok": False, "error": e.to_wire()}
+    except Exception:
+        _log.failure("op {op!r} failed", op=request.get("op"))
+        return {"re": rid, "ok": False,
+                "error": {"code": "internal", "message": "internal server error"}}
+    reply = {"re": rid, "ok": True}
+    reply.update(result)
+    return reply
+
+
+def dispatch_deferred(table, ctx, request):
+    return defer.ensureDeferred(dispatch(table, ctx, request))

@@ -1,0 +1,50 @@
+"""``twistd imserver`` options: every setting documented in ``--help``, turned into a Config."""
+from twisted.python import usage
+
+from imserver.config import Config
+
+_D = Config()
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = ("Run the Parley IM server. With no options: data in ./parley-data (SQLite database, "
+                "files, TLS certificate made on first start), plain TCP on 127.0.0.1:5800 and TLS on "
+                "127.0.0.1:5801.")
+
+    optParameters = [
+        ["data-dir", "d", _D.data_dir, "Directory for the SQLite database, stored files and TLS material "
+                                       "(created on first start)."],
+        ["db", None, _D.db_url, "Database URL: sqlite:///file.db (relative to --data-dir), "
+                                "sqlite:////abs/path.db, or mysql://user:pass@host:3306/dbname."],
+        ["tls-cert", None, None, "PEM certificate for the default TLS listener (default: a self-signed "
+                                 "one generated into the data directory)."],
+        ["tls-key", None, None, "PEM private key matching --tls-cert."],
+        ["max-frame", None, _D.max_frame, "Largest frame a client may send, in bytes.", int],
+        ["max-pending-output", None, _D.max_pending_output,
+         "Bytes a client may leave unread before it is disconnected.", int],
+        ["max-connections-per-user", None, _D.max_connections_per_user,
+         "Live connections (devices) one user may have at once.", int],
+    ]
+
+    def __init__(self):
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, endpoint):
+        """Twisted server endpoint string to listen on, e.g. tcp:5800:interface=0.0.0.0 or
+        ssl:5801:privateKey=key.pem:certKey=cert.pem. Repeatable; replaces the defaults."""
+        self["listen"].append(endpoint)
+
+    def postOptions(self):
+        if bool(self["tls-cert"]) != bool(self["tls-key"]):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
+        for name in ("max-frame", "max-pending-output", "max-connections-per-user"):
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be positive")
+
+    def config(self):
+        return Config(data_dir=self["data-dir"], db_url=self["db"], listen=list(self["listen"]),
+                      tls_cert=self["tls-cert"], tls_key=self["tls-key"],
+                      max_frame=self["max-frame"], max_pending_output=self["max-pending-output"],
+                      max_connections_per_user=self["max-connections-per-user"])

@@ -1,0 +1,154 @@
+"""One client connection: frames in, requests dispatched, replies and pushes out.
+
+``ImProtocol`` turns length-prefixed frames into decoded requests and reply dicts into frames; it
+knows no SQL and no op's rules. It guards its output: when the peer stops reading and pending
+output passes the configured limit, the connection is dropped so no one else waits on it.
+"""
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from zope.interface import implementer
+
+from imserver import wire
+from imserver.dispatch import dispatch_deferred
+from imserver.errors import ImError
+
+
+class Context:
+    """What a handler sees of its connection: the server's services and the logged-in user."""
+
+    __slots__ = ("server", "conn")
+
+    def __init__(self, server, conn):
+        self.server = server
+        self.conn = conn
+
+    @property
+    def user(self):
+        return self.conn.user
+
+
+@implementer(IPushProducer)
+class OutputGuard:
+    """Registered with the transport to learn when the peer stops reading.
+
+    While the transport is paused (its buffer is full), every byte we write is counted; past the
+    limit the connection is aborted. Producers of bulk output (downloads) register here too, and
+    are paused and resumed with the transport.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.paused = False
+        self.pending = 0
+        self.producers = []
+
+    def pauseProducing(self):
+        self.paused = True
+        for p in list(self.producers):
+            p.pauseProducing()
+
+    def resumeProducing(self):
+        self.paused = False
+        self.pending = 0
+        for p in list(self.producers):
+            p.resumeProducing()
+
+    def stopProducing(self):
+        for p in list(self.producers):
+            p.stopProducing()
+        self.producers.clear()
+
+    def wrote(self, nbytes):
+        """Count a write; False once the peer has left more than ``limit`` bytes unread."""
+        if self.paused:
+            self.pending += nbytes
+        return self.pending <= self.limit
+
+
+class ImProtocol(Int32StringReceiver):
+    _log = Logger()
+
+    def __init__(self, server):
+        self.server = server
+        self.MAX_LENGTH = server.config.max_frame
+        self.user = None
+        self._logout = None
+        self._closing = False
+        self.guard = OutputGuard(server.config.max_pending_output)
+        self.ctx = Context(server, self)
+
+    def connectionMade(self):
+        self.transport.registerProducer(self.guard, True)
+        self.peer = self.transport.getPeer()
+        self.server.connections.add(self)
+
+    def dataReceived(self, data):
+        if not self._closing:
+            super().dataReceived(data)
+
+    def stringReceived(self, payload):
+        if wire.is_binary(payload):
+            self.server.binary_received(self.ctx, payload)
+            return
+        try:
+            request = wire.decode(payload)
+        except wire.WireError as e:
+            self.send_error(None, ImError("bad_request", str(e)))
+            return
+        dispatch_deferred(self.server.ops, self.ctx, request).addCallback(self.send)
+
+    def lengthLimitExceeded(self, length):
+        # Refused from the 4-byte header alone: nothing of the payload is ever buffered.
+        self._closing = True
+        self._log.info("frame of {length} bytes from {peer} refused; closing", length=length,
+                       peer=self.peer)
+        self.send_error(None, ImError("too_large",
+                                      f"frame of {length} bytes exceeds the limit of {self.MAX_LENGTH}"))
+        self.transport.loseConnection()
+
+    def send(self, message):
+        self.write_frame(wire.encode(message))
+
+    def send_error(self, rid, error):
+        self.send({"re": rid, "ok": False, "error": error.to_wire()})
+
+    def write_frame(self, data):
+        """Write one already-encoded frame (pushes are encoded once for all recipients)."""
+        if self.transport is None or not self.connected:
+            return
+        self.transport.write(data)
+        if not self.guard.wrote(len(data)):
+            self._log.warn("{peer} stopped reading ({pending} bytes pending); disconnecting",
+                           peer=self.peer, pending=self.guard.pending)
+            self.transport.abortConnection()
+
+    def set_session(self, user, logout):
+        self.user, self._logout = user, logout
+
+    def clear_session(self):
+        logout, self.user, self._logout = self._logout, None, None
+        if logout is not None:
+            logout()
+
+    def close(self):
+        if self.connected:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        self.connected = 0
+        self.server.connections.discard(self)
+        self.guard.stopProducing()
+        self.clear_session()
+        self.server.connection_lost(self.ctx)
+
+
+class ImFactory(Factory):
+    def __init__(self, server):
+        self.server = server
+
+    def buildProtocol(self, addr):
+        p = ImProtocol(self.server)
+        p.factory = self
+        return p

@@ -1,0 +1,127 @@
+"""The two SQL dialects Parley speaks: everything that differs between SQLite and MySQL/MariaDB.
+
+Store modules write portable SQL with ``?`` placeholders; a dialect rewrites what must differ.
+This is the only module that imports a DB-API driver or knows a connection URL.
+"""
+import os
+import sqlite3
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class Dialect:
+    name = None
+    #: Errors that mean "the database cannot be reached right now", not "your SQL is wrong".
+    unavailable_errors = ()
+    integrity_errors = ()
+
+    def sql(self, text):
+        return text
+
+    def insert_ignore(self, table):
+        raise NotImplementedError
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+    unavailable_errors = (sqlite3.OperationalError,)
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, path):
+        self.path = path
+
+    def insert_ignore(self, table):
+        return f"INSERT OR IGNORE INTO {table}"
+
+    def pool_args(self):
+        # One connection: SQLite has one writer anyway, and group commit batches the writes.
+        return ("sqlite3", self.path), dict(
+            check_same_thread=False, cp_min=1, cp_max=1, cp_openfun=_sqlite_open,
+            isolation_level="DEFERRED", timeout=5.0,
+        )
+
+    def connect(self):
+        conn = sqlite3.connect(self.path, isolation_level="DEFERRED", timeout=5.0)
+        _sqlite_open(conn)
+        return conn
+
+    def describe(self):
+        return f"sqlite:///{self.path}"
+
+
+def _sqlite_open(conn):
+    cur = conn.cursor()
+    # WAL lets readers run beside the writer; FULL syncs each commit, so an acked write
+    # survives a power cut too (group commit keeps that to one sync per batch).
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class MySQLDialect(Dialect):
+    name = "mysql"
+
+    def __init__(self, host, port, user, password, database, options):
+        import pymysql
+
+        self.host, self.port, self.user = host, port, user
+        self.password, self.database = password, database
+        self.options = options
+        self.unavailable_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+        self.integrity_errors = (pymysql.err.IntegrityError,)
+        self._cache = {}
+
+    def sql(self, text):
+        out = self._cache.get(text)
+        if out is None:
+            out = self._cache[text] = text.replace("%", "%%").replace("?", "%s")
+        return out
+
+    def insert_ignore(self, table):
+        return f"INSERT IGNORE INTO {table}"
+
+    def _connargs(self):
+        return dict(
+            host=self.host, port=self.port, user=self.user, password=self.password,
+            database=self.database, charset="utf8mb4", autocommit=False,
+            connect_timeout=int(self.options.get("connect_timeout", 3)),
+            read_timeout=int(self.options.get("read_timeout", 30)),
+            write_timeout=int(self.options.get("write_timeout", 30)),
+        )
+
+    def pool_args(self):
+        kw = self._connargs()
+        kw.update(cp_reconnect=True, cp_min=1, cp_max=int(self.options.get("pool", 4)),
+                  cp_noisy=False)
+        return ("pymysql",), kw
+
+    def connect(self):
+        import pymysql
+
+        return pymysql.connect(**self._connargs())
+
+    def describe(self):
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def from_url(url, data_dir=None):
+    """A Dialect for ``sqlite:///path`` or ``mysql://user:pass@host:port/db?pool=4``."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///rel.db -> "rel.db" (under the data dir); sqlite:////abs/x.db -> "/abs/x.db"
+        path = unquote(parts.path)[1:]
+        if not path:
+            raise ValueError("sqlite URL needs a path: sqlite:///relative.db or sqlite:////abs.db")
+        if data_dir and not os.path.isabs(path):
+            path = os.path.join(data_dir, path)
+        return SQLiteDialect(path)
+    if parts.scheme in ("mysql", "mariadb"):
+        database = parts.path.lstrip("/")
+        if not database:
+            raise ValueError("mysql URL needs a database name: mysql://user:pass@host:3306/parley")
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        return MySQLDialect(
+            parts.hostname or "127.0.0.1", parts.port or 3306, unquote(parts.username or "root"),
+            unquote(parts.password or ""), database, options,
+        )
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or mysql://...")

@@ -1,0 +1,80 @@
+"""The database pool: runs named transactions on adbapi's threads and maps driver failures.
+
+Every store call goes through ``Database.run(desc, fn, *args)``: ``fn(txn, *args)`` runs in one
+transaction on a pool thread, with ``txn.execute`` taking portable ``?`` SQL. A database that
+cannot be reached becomes ``ImError("unavailable")``; adbapi reconnects on the next call.
+"""
+from twisted.enterprise import adbapi
+from twisted.logger import Logger
+
+from imserver.errors import ImError
+
+
+class Txn:
+    """The cursor handed to transaction functions; rewrites SQL for the dialect."""
+
+    __slots__ = ("_cur", "dialect")
+
+    def __init__(self, cursor, dialect):
+        self._cur = cursor
+        self.dialect = dialect
+
+    def execute(self, sql, args=()):
+        self._cur.execute(self.dialect.sql(sql), args)
+        return self._cur
+
+    def executemany(self, sql, seq):
+        self._cur.executemany(self.dialect.sql(sql), seq)
+        return self._cur
+
+    def one(self, sql, args=()):
+        self._cur.execute(self.dialect.sql(sql), args)
+        return self._cur.fetchone()
+
+    def all(self, sql, args=()):
+        self._cur.execute(self.dialect.sql(sql), args)
+        return self._cur.fetchall()
+
+    @property
+    def lastrowid(self):
+        return self._cur.lastrowid
+
+    @property
+    def rowcount(self):
+        return self._cur.rowcount
+
+
+class Database:
+    _log = Logger()
+
+    def __init__(self, dialect, pool=None):
+        self.dialect = dialect
+        if pool is None:
+            args, kw = dialect.pool_args()
+            pool = adbapi.ConnectionPool(*args, **kw)
+        self.pool = pool
+
+    def run(self, desc, fn, *args, **kw):
+        """Run ``fn(txn, *args, **kw)`` in one transaction; the result arrives in a Deferred."""
+        dialect = self.dialect
+
+        def interaction(cursor):
+            return fn(Txn(cursor, dialect), *args, **kw)
+
+        d = self.pool.runInteraction(interaction)
+        d.addErrback(self._map_failure, desc)
+        return d
+
+    def _map_failure(self, failure, desc):
+        if failure.check(adbapi.ConnectionLost, *self.dialect.unavailable_errors):
+            self._log.warn("database unavailable during {desc}: {err}", desc=desc,
+                           err=failure.getErrorMessage())
+            raise ImError("unavailable", "the database is unreachable; retry shortly")
+        return failure
+
+    def is_integrity_error(self, exc):
+        return isinstance(exc, self.dialect.integrity_errors)
+
+    def close(self):
+        if self.pool.running:
+            self.pool.close()
