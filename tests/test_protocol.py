@@ -1,0 +1,177 @@
+"""The connection protocol on a StringTransport: framing, dispatch, errors, limits, backpressure."""
+import json
+import struct
+
+import pytest
+from twisted.internet import task
+from twisted.internet.testing import StringTransport
+
+from imserver import wire
+from imserver.config import Config
+from imserver.dispatch import Int, OpTable, Str
+from imserver.errors import ImError
+from imserver.protocol import ImProtocol
+from imserver.registry import LocalRegistry
+
+
+class FakeServer:
+    def __init__(self, ops, **config):
+        self.config = Config(**config)
+        self.ops = ops
+        self.connections = set()
+        self.notifier = LocalRegistry()
+        self.clock = task.Clock()
+        self.binary = []
+
+    def binary_received(self, ctx, payload):
+        self.binary.append(payload)
+
+    def connection_lost(self, ctx):
+        pass
+
+
+def make_ops():
+    ops = OpTable()
+
+    @ops.op("echo", auth=False, text=Str(max_len=10), n=Int(required=False, default=1, min=0))
+    def echo(ctx, text, n):
+        return {"text": text * n}
+
+    @ops.op("secret")
+    def secret(ctx):
+        return {"ok_for": ctx.user}
+
+    @ops.op("fail", auth=False)
+    def fail(ctx):
+        raise ImError("exists", "already there")
+
+    @ops.op("crash", auth=False)
+    def crash(ctx):
+        raise RuntimeError("database password is hunter2")
+
+    return ops
+
+
+def connect(**config):
+    server = FakeServer(make_ops(), **config)
+    proto = ImProtocol(server)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def frames(transport):
+    data = transport.value()
+    transport.clear()
+    out = []
+    while data:
+        (n,) = struct.unpack(">I", data[:4])
+        out.append(json.loads(data[4:4 + n]))
+        data = data[4 + n:]
+    return out
+
+
+def feed(proto, obj_or_bytes, one_byte_at_a_time=False):
+    payload = obj_or_bytes if isinstance(obj_or_bytes, bytes) else wire.dumps(obj_or_bytes)
+    data = wire.frame(payload)
+    if one_byte_at_a_time:
+        for i in range(len(data)):
+            proto.dataReceived(data[i:i + 1])
+    else:
+        proto.dataReceived(data)
+
+
+def test_request_reply():
+    proto, t = connect()
+    feed(proto, {"op": "echo", "id": 1, "text": "ab", "n": 2})
+    assert frames(t) == [{"re": 1, "ok": True, "text": "abab"}]
+
+
+def test_byte_at_a_time_and_pipelined():
+    proto, t = connect()
+    feed(proto, {"op": "echo", "id": "a", "text": "x"}, one_byte_at_a_time=True)
+    data = wire.encode({"op": "echo", "id": 2, "text": "y"}) + wire.encode({"op": "echo", "id": 3, "text": "z"})
+    proto.dataReceived(data)
+    assert [f["re"] for f in frames(t)] == ["a", 2, 3]
+
+
+@pytest.mark.parametrize("payload, needle", [
+    (b'{"op": "echo", "id": 1, "text": "\xff"}', "UTF-8"),
+    (b'{"op": ', "JSON"),
+    (b"[1, 2]", "JSON object"),
+])
+def test_bad_payload_is_bad_request_and_connection_stays_usable(payload, needle):
+    proto, t = connect()
+    feed(proto, payload)
+    [reply] = frames(t)
+    assert reply["ok"] is False and reply["re"] is None
+    assert reply["error"]["code"] == "bad_request" and needle in reply["error"]["message"]
+    feed(proto, {"op": "echo", "id": 2, "text": "ok"})
+    assert frames(t)[0]["text"] == "ok"
+    assert not t.disconnecting
+
+
+@pytest.mark.parametrize("request_, code, needle", [
+    ({"id": 1}, "bad_request", "'op'"),
+    ({"op": "echo", "text": "x"}, "bad_request", "'id'"),
+    ({"op": "echo", "id": True, "text": "x"}, "bad_request", "'id'"),
+    ({"op": "echo", "id": 1}, "bad_request", "missing field 'text'"),
+    ({"op": "echo", "id": 1, "text": 5}, "bad_request", "'text' must be a string"),
+    ({"op": "echo", "id": 1, "text": "x", "n": True}, "bad_request", "'n' must be an integer"),
+    ({"op": "echo", "id": 1, "text": "x", "n": -1}, "bad_request", "at least 0"),
+    ({"op": "echo", "id": 1, "text": "x" * 11}, "bad_request", "longer than 10"),
+    ({"op": "nope", "id": 1}, "unknown_op", "nope"),
+    ({"op": "secret", "id": 1}, "not_authenticated", "secret"),
+    ({"op": "fail", "id": 1}, "exists", "already there"),
+])
+def test_errors_have_codes(request_, code, needle):
+    proto, t = connect()
+    feed(proto, request_)
+    [reply] = frames(t)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == code
+    assert needle in reply["error"]["message"]
+
+
+def test_unexpected_exception_is_internal_without_details(caplog):
+    proto, t = connect()
+    feed(proto, {"op": "crash", "id": 9})
+    [reply] = frames(t)
+    assert reply == {"re": 9, "ok": False, "error": {"code": "internal", "message": "internal server error"}}
+    assert "hunter2" not in json.dumps(reply)
+
+
+def test_oversized_length_refused_before_buffering():
+    proto, t = connect(max_frame=1000)
+    # Declare 3 GB; send only the header and a little: nothing is buffered, error then close.
+    proto.dataReceived(struct.pack(">I", 3 * 1024 ** 3) + b"{" * 100)
+    [reply] = frames(t)
+    assert reply["error"]["code"] == "too_large"
+    assert t.disconnecting
+    assert len(proto._unprocessed) <= 104
+    proto.dataReceived(b"x" * 10000)  # ignored once closing
+    assert len(proto._unprocessed) <= 104
+
+
+def test_binary_frames_go_to_the_server_hook():
+    proto, t = connect()
+    proto.dataReceived(wire.frame(b"\x00\x01chunk"))
+    assert proto.server.binary == [b"\x00\x01chunk"]
+
+
+def test_slow_reader_is_disconnected_past_the_limit():
+    proto, t = connect(max_pending_output=1000)
+    proto.guard.pauseProducing()  # what the transport does when its buffer is full
+    proto.write_frame(b"x" * 600)
+    assert not t.disconnecting
+    proto.write_frame(b"x" * 600)
+    assert t.disconnecting  # StringTransport.abortConnection sets this
+
+
+def test_resumed_reader_is_not_disconnected():
+    proto, t = connect(max_pending_output=1000)
+    proto.guard.pauseProducing()
+    proto.write_frame(b"x" * 600)
+    proto.guard.resumeProducing()
+    proto.write_frame(b"x" * 600)
+    assert not t.disconnecting
