@@ -21,7 +21,9 @@ from imserver.store.migrate import migrate
 from imserver.store.pool import Database
 from imclient.connect import connect
 
-MYSQL_URL = os.environ.get("PARLEY_TEST_MYSQL", "mysql://root@127.0.0.1:3306/parley_test")
+# One database per test process, so parallel runs on one MariaDB never reset each other's tables.
+MYSQL_URL = os.environ.get("PARLEY_TEST_MYSQL", "mysql://root@127.0.0.1:3306/parley_test") \
+    + f"_{os.getpid()}"
 DIALECTS = ["sqlite", "mysql"]
 
 
@@ -58,6 +60,21 @@ def fresh_db_url(kind, tmp_path):
         pytest.fail(f"MySQL/MariaDB at {MYSQL_URL} is not reachable ({e}); run scripts/dev-services "
                     "(or set PARLEY_SKIP_MYSQL=1 outside CI)", pytrace=False)
     return MYSQL_URL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_mysql_test_database():
+    yield
+    try:
+        import pymysql
+
+        d = dialects.from_url(MYSQL_URL)
+        conn = pymysql.connect(host=d.host, port=d.port, user=d.user, password=d.password,
+                               connect_timeout=3, autocommit=True)
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{d.database}`")
+        conn.close()
+    except Exception:
+        pass  # MySQL was never reachable; the MySQL tests have already failed and said why
 
 
 @pytest.fixture(params=DIALECTS)
