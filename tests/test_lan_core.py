@@ -4,6 +4,7 @@ import heapq
 import random
 
 from twisted.internet import task
+from twisted.trial import unittest
 
 from imclient.lan import codec, events
 from imclient.lan.core import Config, LanCore
@@ -84,43 +85,6 @@ def everyone_knows_everyone(cores):
     return lambda: all(len(c.members) == len(cores) - 1 for c in cores)
 
 
-def test_five_peers_thousand_messages_thirty_percent_loss():
-    net, cores, logs = make_group(5, loss=0.3)
-    assert net.run(10, everyone_knows_everyone(cores))
-    sent = {c.id.hex(): [] for c in cores}
-    for n in range(1000):
-        core = cores[n % 5]
-        core.send(f"message {n}")
-        sent[core.id.hex()].append(f"message {n}")
-
-    def all_delivered():
-        return all(len(of_type(log, events.MessageDelivered)) == 800 for log in logs)
-
-    assert net.run(300, all_delivered), [len(of_type(g, events.MessageDelivered)) for g in logs]
-    for core, log in zip(cores, logs):
-        got = {}
-        for e in of_type(log, events.MessageDelivered):
-            got.setdefault(e.member, []).append(e.text)
-        assert got == {s: texts for s, texts in sent.items() if s != core.id.hex()}
-        assert not of_type(log, events.MemberLeft) + of_type(log, events.MemberUnreachable)
-    assert net.run(30, lambda: all(
-        len(of_type(log, events.MessageAcknowledged)) == 200 for log in logs))
-    assert sum(c.stats["nak_retransmitted"] for c in cores) > 0
-    assert sum(c.stats["duplicate"] for c in cores) > 0
-
-
-def test_a_fifty_kilobyte_message_arrives_whole():
-    net, cores, logs = make_group(3, loss=0.3, seed=11)
-    assert net.run(10, everyone_knows_everyone(cores))
-    text = "".join(chr(0x41 + i % 26) for i in range(50_000)) + " ✓"
-    mid = cores[0].send(text)
-    assert net.run(60, lambda: all(of_type(log, events.MessageDelivered) for log in logs[1:]))
-    for log in logs[1:]:
-        [delivered] = of_type(log, events.MessageDelivered)
-        assert (delivered.message_id, delivered.text) == (mid, text)
-    assert net.run(30, lambda: of_type(logs[0], events.MessageAcknowledged))
-
-
 def _check_the_rest_go_on(net, cores, logs, gone):
     """Everyone but ``gone`` drops it, and their new messages are acknowledged by the rest."""
     rest = [c for c in cores if c is not gone]
@@ -134,87 +98,119 @@ def _check_the_rest_go_on(net, cores, logs, gone):
     return [e for log in logs for e in of_type(log, events.MemberLeft) if e.member == gone_id]
 
 
-def test_a_peer_that_says_bye_is_dropped():
-    net, cores, logs = make_group(5, loss=0.3, seed=3)
-    assert net.run(10, everyone_knows_everyone(cores))
-    cores[4].stop()
-    left = _check_the_rest_go_on(net, cores, logs, cores[4])
-    assert {e.reason for e in left} <= {"bye", "silent"} and "bye" in {e.reason for e in left}
+class SimulatedLanTests(unittest.SynchronousTestCase):
+    """Driven by task.Clock; every test is deterministic for its seed."""
 
+    def test_five_peers_thousand_messages_thirty_percent_loss(self):
+        net, cores, logs = make_group(5, loss=0.3)
+        assert net.run(10, everyone_knows_everyone(cores))
+        sent = {c.id.hex(): [] for c in cores}
+        for n in range(1000):
+            core = cores[n % 5]
+            core.send(f"message {n}")
+            sent[core.id.hex()].append(f"message {n}")
 
-def test_a_bye_without_loss_is_seen_at_once():
-    net, cores, logs = make_group(3)
-    assert net.run(5, everyone_knows_everyone(cores))
-    cores[2].stop()
-    net.run(0.1)
-    assert [e.reason for log in logs[:2] for e in of_type(log, events.MemberLeft)] == ["bye"] * 2
+        def all_delivered():
+            return all(len(of_type(log, events.MessageDelivered)) == 800 for log in logs)
 
+        assert net.run(300, all_delivered), [len(of_type(g, events.MessageDelivered)) for g in logs]
+        for core, log in zip(cores, logs):
+            got = {}
+            for e in of_type(log, events.MessageDelivered):
+                got.setdefault(e.member, []).append(e.text)
+            assert got == {s: texts for s, texts in sent.items() if s != core.id.hex()}
+            assert not of_type(log, events.MemberLeft) + of_type(log, events.MemberUnreachable)
+        assert net.run(30, lambda: all(
+            len(of_type(log, events.MessageAcknowledged)) == 200 for log in logs))
+        assert sum(c.stats["nak_retransmitted"] for c in cores) > 0
+        assert sum(c.stats["duplicate"] for c in cores) > 0
 
-def test_a_peer_that_vanishes_is_dropped_and_stops_holding_messages():
-    net, cores, logs = make_group(5, loss=0.3, seed=5)
-    assert net.run(10, everyone_knows_everyone(cores))
-    net.detached.add(4)
-    held = cores[0].send("sent as peer4 vanished")
-    left = _check_the_rest_go_on(net, cores, logs, cores[4])
-    assert {e.reason for e in left} == {"silent"}
-    assert net.run(5, lambda: any(e.message_id == held
-                                  for e in of_type(logs[0], events.MessageAcknowledged)))
+    def test_a_fifty_kilobyte_message_arrives_whole(self):
+        net, cores, logs = make_group(3, loss=0.3, seed=11)
+        assert net.run(10, everyone_knows_everyone(cores))
+        text = "".join(chr(0x41 + i % 26) for i in range(50_000)) + " ✓"
+        mid = cores[0].send(text)
+        assert net.run(60, lambda: all(of_type(log, events.MessageDelivered) for log in logs[1:]))
+        for log in logs[1:]:
+            [delivered] = of_type(log, events.MessageDelivered)
+            assert (delivered.message_id, delivered.text) == (mid, text)
+        assert net.run(30, lambda: of_type(logs[0], events.MessageAcknowledged))
 
+    def test_a_peer_that_says_bye_is_dropped(self):
+        net, cores, logs = make_group(5, loss=0.3, seed=3)
+        assert net.run(10, everyone_knows_everyone(cores))
+        cores[4].stop()
+        left = _check_the_rest_go_on(net, cores, logs, cores[4])
+        assert {e.reason for e in left} <= {"bye", "silent"} and "bye" in {e.reason for e in left}
 
-def test_a_peer_that_never_acknowledges_is_reported_unreachable():
-    net, cores, logs = make_group(3, seed=9)
-    assert net.run(5, everyone_knows_everyone(cores))
-    net.blocked = lambda src, dst, data: src == 2 and codec.decode(data).kind == codec.ACK
-    mid = cores[0].send("hello?")
-    assert net.run(30, lambda: of_type(logs[0], events.MemberUnreachable))
-    [event] = of_type(logs[0], events.MemberUnreachable)
-    assert (event.member, event.message_id) == (cores[2].id.hex(), mid)
-    assert any(e.message_id == mid for e in of_type(logs[0], events.MessageAcknowledged))
-    assert [e.text for e in of_type(logs[2], events.MessageDelivered)] == ["hello?"]
+    def test_a_bye_without_loss_is_seen_at_once(self):
+        net, cores, logs = make_group(3)
+        assert net.run(5, everyone_knows_everyone(cores))
+        cores[2].stop()
+        net.run(0.1)
+        assert [e.reason for log in logs[:2] for e in of_type(log, events.MemberLeft)] == ["bye"] * 2
 
+    def test_a_peer_that_vanishes_is_dropped_and_stops_holding_messages(self):
+        net, cores, logs = make_group(5, loss=0.3, seed=5)
+        assert net.run(10, everyone_knows_everyone(cores))
+        net.detached.add(4)
+        held = cores[0].send("sent as peer4 vanished")
+        left = _check_the_rest_go_on(net, cores, logs, cores[4])
+        assert {e.reason for e in left} == {"silent"}
+        assert net.run(5, lambda: any(e.message_id == held
+                                      for e in of_type(logs[0], events.MessageAcknowledged)))
 
-def test_a_late_joiner_gets_what_is_sent_after_it_joins():
-    net, cores, logs = make_group(2, loss=0.3, seed=13)
-    assert net.run(20, everyone_knows_everyone(cores))
-    for n in range(20):
-        cores[0].send(f"early {n}")
-    net.run(10)
-    late_log = []
-    late = net.attach(lambda sink: LanCore("late", net.clock, sink, random.Random(99)))
-    late.subscribe(late_log.append)
-    late.start()
-    assert net.run(10, everyone_knows_everyone(net.cores))
-    cores[0].send("for everyone")
-    assert net.run(20, lambda: of_type(late_log, events.MessageDelivered))
-    assert [e.text for e in of_type(late_log, events.MessageDelivered)] == ["for everyone"]
+    def test_a_peer_that_never_acknowledges_is_reported_unreachable(self):
+        net, cores, logs = make_group(3, seed=9)
+        assert net.run(5, everyone_knows_everyone(cores))
+        net.blocked = lambda src, dst, data: src == 2 and codec.decode(data).kind == codec.ACK
+        mid = cores[0].send("hello?")
+        assert net.run(30, lambda: of_type(logs[0], events.MemberUnreachable))
+        [event] = of_type(logs[0], events.MemberUnreachable)
+        assert (event.member, event.message_id) == (cores[2].id.hex(), mid)
+        assert any(e.message_id == mid for e in of_type(logs[0], events.MessageAcknowledged))
+        assert [e.text for e in of_type(logs[2], events.MessageDelivered)] == ["hello?"]
 
+    def test_a_late_joiner_gets_what_is_sent_after_it_joins(self):
+        net, cores, logs = make_group(2, loss=0.3, seed=13)
+        assert net.run(20, everyone_knows_everyone(cores))
+        for n in range(20):
+            cores[0].send(f"early {n}")
+        net.run(10)
+        late_log = []
+        late = net.attach(lambda sink: LanCore("late", net.clock, sink, random.Random(99)))
+        late.subscribe(late_log.append)
+        late.start()
+        assert net.run(10, everyone_knows_everyone(net.cores))
+        cores[0].send("for everyone")
+        assert net.run(20, lambda: of_type(late_log, events.MessageDelivered))
+        assert [e.text for e in of_type(late_log, events.MessageDelivered)] == ["for everyone"]
 
-def test_strangers_with_the_wrong_passphrase_can_neither_read_nor_inject():
-    good, bad = derive_key("correct horse"), derive_key("wrong horse")
-    net, cores, logs = make_group(4, loss=0.1, seed=17, keys=[good, good, good, bad])
-    assert net.run(5, lambda: all(len(c.members) == 2 for c in cores[:3]))
-    plain = net.attach(lambda sink: LanCore("plain", net.clock, sink, random.Random(5)))
-    plain.start()
-    cores[3].send("let me in")
-    plain.send("me too")
-    cores[0].send("secret")
-    assert net.run(10, lambda: all(of_type(log, events.MessageDelivered) for log in logs[1:3]))
-    net.run(5)
-    for log in logs[:3]:
-        assert {e.text for e in of_type(log, events.MessageDelivered)} <= {"secret"}
-    assert not of_type(logs[3], events.MessageDelivered) and cores[3].members == {}
-    assert plain.members == {} and plain.stats["bad_datagram"] > 0
-    assert all(c.stats["auth_failed"] > 0 for c in cores[:4])
+    def test_strangers_with_the_wrong_passphrase_can_neither_read_nor_inject(self):
+        good, bad = derive_key("correct horse"), derive_key("wrong horse")
+        net, cores, logs = make_group(4, loss=0.1, seed=17, keys=[good, good, good, bad])
+        assert net.run(5, lambda: all(len(c.members) == 2 for c in cores[:3]))
+        plain = net.attach(lambda sink: LanCore("plain", net.clock, sink, random.Random(5)))
+        plain.start()
+        cores[3].send("let me in")
+        plain.send("me too")
+        cores[0].send("secret")
+        assert net.run(10, lambda: all(of_type(log, events.MessageDelivered) for log in logs[1:3]))
+        net.run(5)
+        for log in logs[:3]:
+            assert {e.text for e in of_type(log, events.MessageDelivered)} <= {"secret"}
+        assert not of_type(logs[3], events.MessageDelivered) and cores[3].members == {}
+        assert plain.members == {} and plain.stats["bad_datagram"] > 0
+        assert all(c.stats["auth_failed"] > 0 for c in cores[:4])
 
-
-def test_inbound_stream_orders_reassembles_and_drops_duplicates():
-    stream = InboundStream(1)
-    assert stream.add(2, 0, 1, b"two") == ("added", [])
-    assert stream.add(1, 1, 2, b"B") == ("added", [])
-    assert stream.ack(10) == (0, 2, ((1, 0),))
-    assert stream.add(1, 0, 2, b"A") == ("added", [(1, b"AB"), (2, b"two")])
-    assert stream.add(1, 0, 2, b"A") == (DUPLICATE, [])
-    assert stream.add(5, 0, 1, b"five") == ("added", [])
-    assert stream.ack(1) == (2, 3, ((3, codec.ALL_FRAGMENTS),))
-    assert stream.skip_to(5) == ([(5, b"five")], 2)
-    assert stream.ack(10) == (5, 5, ())
+    def test_inbound_stream_orders_reassembles_and_drops_duplicates(self):
+        stream = InboundStream(1)
+        assert stream.add(2, 0, 1, b"two") == ("added", [])
+        assert stream.add(1, 1, 2, b"B") == ("added", [])
+        assert stream.ack(10) == (0, 2, ((1, 0),))
+        assert stream.add(1, 0, 2, b"A") == ("added", [(1, b"AB"), (2, b"two")])
+        assert stream.add(1, 0, 2, b"A") == (DUPLICATE, [])
+        assert stream.add(5, 0, 1, b"five") == ("added", [])
+        assert stream.ack(1) == (2, 3, ((3, codec.ALL_FRAGMENTS),))
+        assert stream.skip_to(5) == ([(5, b"five")], 2)
+        assert stream.ack(10) == (5, 5, ())
