@@ -22,9 +22,10 @@ class Config:
     """Timing and size knobs; the defaults are the documented protocol values."""
 
     announce_period: float = 2.0
-    dead_after: int = 3  # announce periods of silence before a member is dropped
+    dead_after: int = 4  # announce periods of silence before a member is dropped
     ack_delay: float = 0.01
     answer_delay: float = 0.1  # hellos answering a newcomer are spread over this much time
+    probe_gap: float = 1.0  # least time between two hellos asking everyone to announce
     rto: float = 0.2
     rto_max: float = 2.0
     max_silent_rounds: int = 6  # rounds without any ack from a member: it is unreachable
@@ -51,6 +52,8 @@ class LanCore:
     _log = Logger()
 
     def __init__(self, nickname, clock, sink, rng, box=None, config=Config()):
+        if not 0 < len(nickname.encode("utf-8")) <= codec.MAX_NICKNAME:
+            raise ValueError(f"nickname must be 1 to {codec.MAX_NICKNAME} bytes of UTF-8")
         self.nickname = nickname
         self.id = rng.randbytes(8)
         self.stats = Counter()
@@ -69,6 +72,7 @@ class LanCore:
         self._ack_call = None
         self._hello_call = None
         self._hello_flags = 0
+        self._last_probe = None
         self._announcer = task.LoopingCall(self._announce)
         self._announcer.clock = clock
         self._running = False
@@ -171,8 +175,11 @@ class LanCore:
 
     def _announce(self):
         now = self._clock.seconds()
-        self._send_hello(0)
-        silent_for = self._config.dead_after * self._config.announce_period
+        period = self._config.announce_period
+        # Someone quiet for two periods may just have lost hellos: ask everyone to answer.
+        quiet = any(now - m.last_heard > 2 * period for m in self._members.values())
+        self._send_hello(ANSWER_ME if quiet else 0)
+        silent_for = self._config.dead_after * period
         for sender in [s for s, m in self._members.items() if now - m.last_heard > silent_for]:
             self._drop(sender, events.MemberLeft, reason="silent")
         for sender, (_, when, _) in list(self._departed.items()):
@@ -181,6 +188,13 @@ class LanCore:
         for sender, member in self._members.items():
             if member.stream.has_gaps():
                 self._mark_dirty(sender)
+
+    def _probe(self):
+        """Someone we do not know is talking: ask everyone to announce (at most once a second)."""
+        now = self._clock.seconds()
+        if self._last_probe is None or now - self._last_probe >= self._config.probe_gap:
+            self._last_probe = now
+            self._schedule_hello(ANSWER_ME)
 
     def _schedule_hello(self, flags):
         self._hello_flags |= flags
@@ -193,7 +207,7 @@ class LanCore:
         self._send_hello(flags)
 
     def _send_hello(self, flags):
-        nick = self.nickname.encode("utf-8")[:codec.MAX_NICKNAME]
+        nick = self.nickname.encode("utf-8")
         self._emit_datagram(Datagram(HELLO, self.id, self._low_water(), flags=flags, body=nick))
 
     def _low_water(self):
@@ -211,7 +225,7 @@ class LanCore:
                 self.stats["departed_sender"] += 1
             else:
                 self.stats["unknown_sender"] += 1
-                self._schedule_hello(ANSWER_ME)
+                self._probe()
             return None
         member.last_heard = self._clock.seconds()
         return member
