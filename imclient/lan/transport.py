@@ -4,6 +4,7 @@
 ``subscribe(callback)`` for events, ``stop()``. Everything but the socket is in ``core``.
 """
 import random
+import socket
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
@@ -14,6 +15,7 @@ from imclient.lan.crypto import Box, derive_key
 
 DEFAULT_GROUP = "239.255.42.99"
 DEFAULT_PORT = 5802
+RECEIVE_BUFFER = 1 << 20
 
 
 class _MulticastProtocol(DatagramProtocol):
@@ -89,6 +91,9 @@ class LanChat:
         """Listen, join the group and announce ourselves; fires when we are in."""
         self._port = self._reactor.listenMulticast(
             self._port_number, self._protocol, listenMultiple=True)
+        # A burst from a whole group overflows the default buffer (~200 KB on Linux); what
+        # overflows is loss that costs re-sends. The kernel caps this at net.core.rmem_max.
+        self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self._port.setTTL(self._ttl)
         self._port.setLoopbackMode(True)
         if self._interface:
