@@ -137,6 +137,15 @@ class SimulatedLanTests(unittest.SynchronousTestCase):
             assert (delivered.message_id, delivered.text) == (mid, text)
         assert net.run(30, lambda: of_type(logs[0], events.MessageAcknowledged))
 
+    def test_limits_are_enforced_locally(self):
+        net, cores, logs = make_group(1, config=Config(max_members=1))
+        self.assertRaises(ValueError, cores[0].send, "x" * 300_000)
+        self.assertRaises(ValueError, LanCore, "", net.clock, print, random.Random(1))
+        for i in range(3):
+            net.attach(lambda sink: LanCore("extra", net.clock, sink, random.Random(i))).start()
+        net.run(1)
+        assert len(cores[0].members) == 1 and cores[0].stats["too_many_members"] > 0
+
     def test_a_peer_that_says_bye_is_dropped(self):
         net, cores, logs = make_group(5, loss=0.3, seed=3)
         assert net.run(10, everyone_knows_everyone(cores))

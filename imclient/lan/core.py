@@ -34,6 +34,7 @@ class Config:
     window: int = 64  # messages in flight; later ones wait their turn
     max_missing: int = 64  # missing entries per ack entry
     departed_memory: float = 600.0  # seconds we remember a departed run's stream position
+    max_members: int = 256  # hellos from further ids are ignored (a bound on memory)
 
 
 class _Member:
@@ -151,6 +152,9 @@ class LanCore:
         if said_bye:
             self._departed[d.sender] = (expected, self._clock.seconds(), True)
             self.stats["departed_sender"] += 1
+            return None
+        if len(self._members) >= self._config.max_members:
+            self.stats["too_many_members"] += 1
             return None
         nickname = d.body.decode("utf-8")
         member = _Member(nickname, self._clock.seconds(), max(expected, d.seq))
