@@ -31,6 +31,7 @@ class Config:
     max_silent_rounds: int = 6  # rounds without any ack from a member: it is unreachable
     max_tries: int = 30  # rounds for one message, whoever answers: then give up on all
     nak_holdoff: float = 0.05
+    nak_repeat: float = 0.06  # while a stream has gaps, its ack (NAK) is repeated this often
     window: int = 64  # messages in flight; later ones wait their turn
     max_missing: int = 64  # missing entries per ack entry
     departed_memory: float = 600.0  # seconds we remember a departed run's stream position
@@ -256,8 +257,14 @@ class LanCore:
 
     def _mark_dirty(self, sender):
         self._dirty.add(sender)
+        self._ack_within(self._config.ack_delay)
+
+    def _ack_within(self, delay):
+        due = self._clock.seconds() + delay
         if self._ack_call is None or not self._ack_call.active():
-            self._ack_call = self._clock.callLater(self._config.ack_delay, self._flush_acks)
+            self._ack_call = self._clock.callLater(delay, self._flush_acks)
+        elif self._ack_call.getTime() > due:
+            self._ack_call.reset(delay)
 
     def _flush_acks(self):
         entries = []
@@ -267,6 +274,11 @@ class LanCore:
         self._dirty.clear()
         for batch in _pack(entries):
             self._emit_datagram(Datagram(ACK, self.id, acks=tuple(batch)))
+        # A lost NAK or re-send must not wait for the sender's timer: ask again soon.
+        gappy = {s for s, m in self._members.items() if m.stream.has_gaps()}
+        if gappy:
+            self._dirty |= gappy
+            self._ack_within(self._config.nak_repeat)
 
     # -- sending -----------------------------------------------------------
 
