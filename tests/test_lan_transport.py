@@ -18,7 +18,7 @@ HINT = ("no multicast on loopback here: check `ip route` and `ip link show lo` "
         "(`ip link set lo multicast on`), or run in a network namespace with lo up")
 
 
-def wait_for(condition, timeout=10.0, what="condition"):
+def wait_for(condition, timeout=10.0, what="condition", hint=""):
     """A Deferred that fires once ``condition()`` is true, polling the real reactor."""
     done = defer.Deferred()
     deadline = reactor.seconds() + timeout
@@ -29,7 +29,7 @@ def wait_for(condition, timeout=10.0, what="condition"):
             done.callback(None)
         elif reactor.seconds() > deadline:
             loop.stop()
-            done.errback(AssertionError(f"timed out waiting for {what}; {HINT}"))
+            done.errback(AssertionError(f"timed out waiting for {what}. {hint}"))
 
     loop = task.LoopingCall(poll)
     loop.start(0.01)
@@ -49,9 +49,10 @@ class LoopbackMulticastTests(unittest.TestCase):
         return defer.gatherResults([chat.stop() for chat in self.chats])
 
     @defer.inlineCallbacks
-    def start_chats(self, n, passphrases=None):
+    def start_chats(self, n, passphrases=None, groups=None):
         for i in range(n):
-            chat = LanChat(reactor, f"member{i}", self.group, self.port,
+            group = groups[i] if groups else self.group
+            chat = LanChat(reactor, f"member{i}", group, self.port,
                            passphrases[i] if passphrases else None,
                            interface="127.0.0.1", config=FAST)
             log = []
@@ -68,7 +69,8 @@ class LoopbackMulticastTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_three_members_exchange_messages(self):
         yield self.start_chats(3)
-        yield wait_for(lambda: all(len(c.members) == 2 for c in self.chats), what="members")
+        yield wait_for(lambda: all(len(c.members) == 2 for c in self.chats), what="members",
+                       hint=HINT)
         for n in range(5):
             for i, chat in enumerate(self.chats):
                 chat.send(f"{i}/{n}")
@@ -96,3 +98,16 @@ class LoopbackMulticastTests(unittest.TestCase):
         self.assertEqual([e.text for e in self.delivered(1)], ["only for us"])
         self.assertEqual((self.delivered(2), self.chats[2].members), ([], {}))
         self.assertGreater(self.chats[0].stats["auth_failed"], 0)
+
+    @defer.inlineCallbacks
+    def test_another_group_on_the_same_port_is_not_heard(self):
+        other = self.group.rsplit(".", 1)[0] + f".{int(self.group.rsplit('.', 1)[1]) % 254 + 1}"
+        yield self.start_chats(4, groups=[self.group, self.group, other, other])
+        yield wait_for(lambda: all(len(c.members) == 1 for c in self.chats), what="members")
+        self.chats[0].send("group one")
+        self.chats[2].send("group two")
+        yield wait_for(lambda: self.delivered(1) and self.delivered(3), what="messages")
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual([e.text for e in self.delivered(1)], ["group one"])
+        self.assertEqual([e.text for e in self.delivered(3)], ["group two"])
+        self.assertEqual(sum(c.stats["unknown_sender"] for c in self.chats), 0)

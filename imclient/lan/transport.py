@@ -5,6 +5,7 @@
 """
 import random
 import socket
+import sys
 
 from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
@@ -16,6 +17,9 @@ from imclient.lan.crypto import Box, derive_key
 DEFAULT_GROUP = "239.255.42.99"
 DEFAULT_PORT = 5802
 RECEIVE_BUFFER = 1 << 20
+# <linux/in.h> IP_MULTICAST_ALL, which the socket module does not export.
+_IP_MULTICAST_ALL = getattr(socket, "IP_MULTICAST_ALL",
+                            49 if sys.platform.startswith("linux") else None)
 
 
 class _MulticastProtocol(DatagramProtocol):
@@ -94,6 +98,9 @@ class LanChat:
         # A burst from a whole group overflows the default buffer (~200 KB on Linux); what
         # overflows is loss that costs re-sends. The kernel caps this at net.core.rmem_max.
         self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        if _IP_MULTICAST_ALL is not None:
+            # Linux otherwise hands us every group any socket on the host joined on our port.
+            self._port.socket.setsockopt(socket.IPPROTO_IP, _IP_MULTICAST_ALL, 0)
         self._port.setTTL(self._ttl)
         self._port.setLoopbackMode(True)
         if self._interface:
