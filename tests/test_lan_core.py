@@ -137,6 +137,28 @@ class SimulatedLanTests(unittest.SynchronousTestCase):
             assert (delivered.message_id, delivered.text) == (mid, text)
         assert net.run(30, lambda: of_type(logs[0], events.MessageAcknowledged))
 
+    def test_subscribers_may_send_from_their_callbacks(self):
+        net, cores, logs = make_group(3, loss=0.2, seed=21)
+        assert net.run(10, everyone_knows_everyone(cores))
+
+        acked = []
+
+        def echo(event):
+            if isinstance(event, events.MessageDelivered) and event.text.startswith("ping"):
+                cores[1].send("pong " + event.text)
+            if isinstance(event, events.MessageAcknowledged) and len(acked) < 10:
+                acked.append(cores[1].send("acked"))
+
+        cores[1].subscribe(echo)
+        for n in range(20):
+            cores[0].send(f"ping {n}")
+        assert net.run(30, lambda: len([e for e in of_type(logs[2], events.MessageDelivered)
+                                        if e.text.startswith("pong")]) == 20)
+        net.run(1)
+        texts = [e.text for e in of_type(logs[2], events.MessageDelivered)
+                 if e.member == cores[1].id.hex()]
+        assert [t for t in texts if t != "acked"] == [f"pong ping {n}" for n in range(20)]
+
     def test_limits_are_enforced_locally(self):
         net, cores, logs = make_group(1, config=Config(max_members=1))
         self.assertRaises(ValueError, cores[0].send, "x" * 300_000)

@@ -268,7 +268,7 @@ class LanCore:
 
     def _flush_acks(self):
         entries = []
-        for sender in self._dirty:
+        for sender in sorted(self._dirty):  # sorted: the same run gives the same datagrams
             cumulative, top, missing = self._members[sender].stream.ack(self._config.max_missing)
             entries.append(codec.AckEntry(sender, cumulative, top, missing))
         self._dirty.clear()
@@ -342,7 +342,9 @@ class LanCore:
 
     def _release_done(self):
         for seq in sorted(s for s, m in self._held.items() if m.done()):
-            message = self._held.pop(seq)
+            message = self._held.pop(seq, None)
+            if message is None:
+                continue  # a subscriber's send() released it while we published
             if message.timer is not None and message.timer.active():
                 message.timer.cancel()
             self._publish(events.MessageAcknowledged(events.message_id(self.id, seq)))
