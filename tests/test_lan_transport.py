@@ -7,7 +7,7 @@ test fails (it does not skip), naming what to check.
 """
 import random
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, error, reactor, task
 from twisted.trial import unittest
 
 from imclient.lan import LanChat, MemberLeft, MessageDelivered
@@ -111,3 +111,9 @@ class LoopbackMulticastTests(unittest.TestCase):
         self.assertEqual([e.text for e in self.delivered(1)], ["group one"])
         self.assertEqual([e.text for e in self.delivered(3)], ["group two"])
         self.assertEqual(sum(c.stats["unknown_sender"] for c in self.chats), 0)
+
+    @defer.inlineCallbacks
+    def test_a_failed_join_closes_the_socket(self):
+        chat = LanChat(reactor, "nowhere", "10.1.2.3", self.port, interface="127.0.0.1")
+        yield self.assertFailure(chat.start(), error.MulticastJoinError)
+        self.assertIsNone(chat._port)

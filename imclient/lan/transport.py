@@ -92,9 +92,22 @@ class LanChat:
 
     @defer.inlineCallbacks
     def start(self):
-        """Listen, join the group and announce ourselves; fires when we are in."""
+        """Listen, join the group and announce ourselves; fires when we are in.
+
+        If joining fails the socket is closed again and the Deferred fails with the error.
+        """
         self._port = self._reactor.listenMulticast(
             self._port_number, self._protocol, listenMultiple=True)
+        try:
+            yield self._join()
+        except BaseException:
+            port, self._port = self._port, None
+            yield port.stopListening()
+            raise
+        self.core.start()
+
+    @defer.inlineCallbacks
+    def _join(self):
         # A burst from a whole group overflows the default buffer (~200 KB on Linux); what
         # overflows is loss that costs re-sends. The kernel caps this at net.core.rmem_max.
         self._port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
@@ -106,7 +119,6 @@ class LanChat:
         if self._interface:
             yield self._port.setOutgoingInterface(self._interface)
         yield self._port.joinGroup(self._group, self._interface or "0.0.0.0")
-        self.core.start()
 
     def stop(self):
         """Say bye and close the socket; fires when it is closed."""
