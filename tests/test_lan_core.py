@@ -180,7 +180,8 @@ class SimulatedLanTests(unittest.SynchronousTestCase):
         assert net.run(5, everyone_knows_everyone(cores))
         cores[2].stop()
         net.run(0.1)
-        assert [e.reason for log in logs[:2] for e in of_type(log, events.MemberLeft)] == ["bye"] * 2
+        left = [e.reason for log in logs[:2] for e in of_type(log, events.MemberLeft)]
+        assert left == ["bye"] * 2
 
     def test_a_peer_that_vanishes_is_dropped_and_stops_holding_messages(self):
         net, cores, logs = make_group(5, loss=0.3, seed=5)

@@ -8,7 +8,9 @@ from imclient.lan.codec import ALL_FRAGMENTS
 #: How far past the next expected seq we buffer; anything further is dropped (and re-sent later).
 WINDOW = 1024
 
-ADDED, DUPLICATE, OUT_OF_WINDOW, INCONSISTENT = "added", "duplicate", "out_of_window", "inconsistent"
+#: What ``add`` made of a fragment; all but ADDED are also the names of drop counters.
+ADDED, DUPLICATE = "added", "duplicate"
+OUT_OF_WINDOW, INCONSISTENT = "out_of_window", "inconsistent"
 
 
 class _Partial:
