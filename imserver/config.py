@@ -16,7 +16,9 @@ class Config:
     #: Bytes a client may leave unread before it is disconnected.
     max_pending_output: int = 8 * 1024 * 1024
     max_connections_per_user: int = 8
+    #: Longest message body, in characters.
+    max_body: int = 4000
 
     def limits(self):
-        return {"max_frame": self.max_frame,
+        return {"max_frame": self.max_frame, "max_body": self.max_body,
                 "max_connections_per_user": self.max_connections_per_user}

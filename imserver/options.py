@@ -25,6 +25,7 @@ class Options(usage.Options):
          "Bytes a client may leave unread before it is disconnected.", int],
         ["max-connections-per-user", None, _D.max_connections_per_user,
          "Live connections (devices) one user may have at once.", int],
+        ["max-body", None, _D.max_body, "Longest message body, in characters.", int],
     ]
 
     def __init__(self):
@@ -39,7 +40,7 @@ class Options(usage.Options):
     def postOptions(self):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        for name in ("max-frame", "max-pending-output", "max-connections-per-user"):
+        for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be positive")
 
@@ -47,4 +48,5 @@ class Options(usage.Options):
         return Config(data_dir=self["data-dir"], db_url=self["db"], listen=list(self["listen"]),
                       tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                       max_frame=self["max-frame"], max_pending_output=self["max-pending-output"],
-                      max_connections_per_user=self["max-connections-per-user"])
+                      max_connections_per_user=self["max-connections-per-user"],
+                      max_body=self["max-body"])

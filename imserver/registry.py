@@ -35,6 +35,12 @@ class INotifier(Interface):
     def add_observer(observer):
         """``observer(user_id, online)`` is called when a user's first device connects or last leaves."""
 
+    def set_status(user_id, status, text):
+        """Set the user's presence status (online/away/busy) and text while they are online."""
+
+    def status(user_id):
+        """``{"online", "status", "text"}`` for a user."""
+
 
 @implementer(INotifier)
 class LocalRegistry:
@@ -43,6 +49,7 @@ class LocalRegistry:
     def __init__(self):
         self._conns = {}  # user_id -> {connection: User}
         self._observers = []
+        self._status = {}  # user_id -> (status, text), while online
 
     def attach(self, user, connection):
         devices = self._conns.setdefault(user.user_id, {})
@@ -57,6 +64,7 @@ class LocalRegistry:
             return
         if not devices:
             del self._conns[user.user_id]
+            self._status.pop(user.user_id, None)
             self._notify(user.user_id, False)
 
     def _notify(self, user_id, online):
@@ -68,6 +76,16 @@ class LocalRegistry:
 
     def add_observer(self, observer):
         self._observers.append(observer)
+
+    def set_status(self, user_id, status, text):
+        if user_id in self._conns:
+            self._status[user_id] = (status, text)
+
+    def status(self, user_id):
+        if user_id not in self._conns:
+            return {"online": False, "status": "offline", "text": ""}
+        status, text = self._status.get(user_id, ("online", ""))
+        return {"online": True, "status": status, "text": text}
 
     def connection_count(self, user_id):
         return len(self._conns.get(user_id, ()))

@@ -1,13 +1,18 @@
-"""What every connection shares: config, store, online registry, portal, clock and the op table."""
+"""What every connection shares: config, store, online registry, portal, writer, clock, op table."""
 from twisted.cred.portal import Portal
+from twisted.logger import Logger
 
 from imserver import auth
 from imserver.errors import ImError
-from imserver.handlers import ops as default_ops
+from imserver.handlers import install_hooks, ops as default_ops
 from imserver.registry import LocalRegistry
+from imserver.store import messages
+from imserver.store.commit import GroupCommitter
 
 
 class Server:
+    _log = Logger()
+
     def __init__(self, config, store, reactor, notifier=None, hasher=None, ops=None):
         self.config = config
         self.store = store
@@ -21,10 +26,30 @@ class Server:
                                 config.max_connections_per_user)
         self.portal = Portal(self.realm, [auth.PasswordChecker(store.accounts, self.hasher),
                                           auth.TokenChecker(store.accounts, reactor)])
+        self.writer = GroupCommitter(store.db, reactor)
+        self.writer.register("send", messages.send_batch)
         self.connections = set()
+        self.login_hooks = []  # fn(ctx, user) after a login or resume succeeds
+        install_hooks(self)
 
     def now_ms(self):
         return auth.now_ms(self.clock)
+
+    def read(self, desc, fn, *args):
+        """Run a read-only transaction function ``fn(txn, *args)`` on the pool."""
+        return self.store.db.run(desc, fn, *args)
+
+    def write(self, fn, *args):
+        """Run a stream-writing function ``fn(txn, positions, *args)`` in the next group commit."""
+        return self.writer.call(fn, *args)
+
+    def publish(self, events, exclude=None):
+        """Push committed stream events, ``[(user_id, event)]``, to their users' devices."""
+        for user_id, event in events:
+            push = {"op": event["type"]}
+            push.update(event)
+            del push["type"]
+            self.notifier.push(user_id, push, exclude=exclude)
 
     def binary_received(self, ctx, payload):
         ctx.conn.send_error(None, ImError("bad_request", "unexpected binary frame"))

@@ -1,6 +1,17 @@
-"""Op handlers, one module per domain; importing this package registers every op in ``ops``."""
+"""Op handlers, one module per domain; importing this package registers every op in ``ops``.
+
+A domain that must react to server events (a login, a user going offline) exposes
+``install(server)``; ``install_hooks`` calls each when a Server is built.
+"""
 from imserver.dispatch import OpTable
 
 ops = OpTable()
 
-from imserver.handlers import accounts, core  # noqa: E402,F401  (registers their ops)
+from imserver.handlers import accounts, core, friends, messages, presence  # noqa: E402
+
+_INSTALLERS = [friends.install, presence.install]
+
+
+def install_hooks(server):
+    for install in _INSTALLERS:
+        install(server)

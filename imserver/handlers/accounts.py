@@ -63,6 +63,8 @@ async def _login(ctx, credentials, throttle_keys, mind):
         logout()
         raise ImError("bad_request", "connection closed during login")
     ctx.conn.set_session(user, logout)
+    for hook in server.login_hooks:
+        hook(ctx, user)
     return user
 
 

@@ -10,6 +10,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 class Dialect:
     name = None
+    #: Appended to a SELECT that must lock the rows it reads until commit.
+    for_update = ""
     #: Errors that mean "the database cannot be reached right now", not "your SQL is wrong".
     unavailable_errors = ()
     integrity_errors = ()
@@ -60,6 +62,7 @@ def _sqlite_open(conn):
 
 class MySQLDialect(Dialect):
     name = "mysql"
+    for_update = " FOR UPDATE"
 
     def __init__(self, host, port, user, password, database, options):
         import pymysql

@@ -47,8 +47,9 @@ CREATE TABLE messages (
     extra     TEXT        NULL,
     ts        BIGINT      NOT NULL,
     UNIQUE KEY messages_client (sender, client_id),
-    KEY messages_sender (sender, recipient, pos),
-    KEY messages_recipient (recipient, sender, pos)
+    KEY messages_conversation (sender, recipient, pos),
+    KEY messages_sent (sender, pos),
+    KEY messages_received (recipient, pos)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 CREATE TABLE events (

@@ -42,8 +42,9 @@ CREATE TABLE messages (
     ts        BIGINT      NOT NULL
 );
 CREATE UNIQUE INDEX messages_client ON messages (sender, client_id);
-CREATE INDEX messages_sender ON messages (sender, recipient, pos);
-CREATE INDEX messages_recipient ON messages (recipient, sender, pos);
+CREATE INDEX messages_conversation ON messages (sender, recipient, pos);
+CREATE INDEX messages_sent ON messages (sender, pos);
+CREATE INDEX messages_received ON messages (recipient, pos);
 
 CREATE TABLE events (
     pos     BIGINT      NOT NULL PRIMARY KEY,

@@ -1,0 +1,114 @@
+"""1:1 messages: bulk insert for group commit (idempotent by client id), history, receipts."""
+import json
+from dataclasses import dataclass
+
+from imserver.errors import ImError
+from imserver.store.stream import MESSAGE_COLUMNS, append_event, message_event
+
+
+@dataclass(frozen=True)
+class Send:
+    sender: int
+    recipient: int
+    client_id: str
+    body: str
+    kind: str
+    extra: dict | None
+    ts: int
+
+
+def _placeholders(n):
+    return ", ".join("?" * n)
+
+
+def send_batch(txn, positions, jobs):
+    """The group-commit function for ``send`` jobs: one friendship query, one idempotency query,
+    one bulk insert. Returns, per job, ``(event, duplicate)`` or an ImError."""
+    senders = sorted({j.sender for j in jobs})
+    recipients = sorted({j.recipient for j in jobs})
+    client_ids = sorted({j.client_id for j in jobs})
+    existing = {(r[1], r[3]): r for r in txn.all(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender IN ({_placeholders(len(senders))}) "
+        f"AND client_id IN ({_placeholders(len(client_ids))})", (*senders, *client_ids))}
+    friends = set(txn.all(
+        f"SELECT user_id, friend_id FROM friends WHERE user_id IN ({_placeholders(len(senders))}) "
+        f"AND friend_id IN ({_placeholders(len(recipients))})", (*senders, *recipients)))
+    missing_users = _missing_users(txn, {j.recipient for j in jobs if (j.sender, j.recipient) not in friends})
+    results, rows, fresh = [], [], {}
+    for job in jobs:
+        key = (job.sender, job.client_id)
+        if key in existing:
+            results.append((message_event(existing[key]), True))
+        elif key in fresh:
+            results.append((fresh[key], True))
+        elif job.recipient in missing_users:
+            results.append(ImError("not_found", "no such user"))
+        elif (job.sender, job.recipient) not in friends:
+            results.append(ImError("not_friends", "you can only message your friends"))
+        else:
+            pos = positions.take()
+            extra = json.dumps(job.extra) if job.extra else None
+            row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body, extra, job.ts)
+            rows.append(row)
+            fresh[key] = message_event(row)
+            results.append((fresh[key], False))
+    if rows:
+        txn.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return results
+
+
+def _missing_users(txn, user_ids):
+    if not user_ids:
+        return set()
+    ids = sorted(user_ids)
+    found = {r[0] for r in txn.all(f"SELECT id FROM users WHERE id IN ({_placeholders(len(ids))})", ids)}
+    return set(ids) - found
+
+
+def history(txn, user_id, peer, before, limit):
+    """Messages between two users with position < before, newest first."""
+    rows = []
+    for a, b in ((user_id, peer), (peer, user_id)):
+        rows += txn.all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND recipient = ? "
+                        "AND pos < ? ORDER BY pos DESC LIMIT ?", (a, b, before, limit + 1))
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return [message_event(r) for r in rows[:limit]], len(rows) > limit
+
+
+def mark(txn, positions, reader, peer, msg_id, kind, ts):
+    """Record that ``reader`` has received (``delivered``) or read (``read``) ``peer``'s messages up
+    to ``msg_id``; append a receipt event to both users' streams. Returns the events, or None
+    when the marker did not move forward."""
+    row = txn.one("SELECT pos FROM messages WHERE pos = ? AND sender = ? AND recipient = ?",
+                  (msg_id, peer, reader))
+    if row is None:
+        raise ImError("not_found", "no such message from that user")
+    current = txn.one("SELECT delivered_upto, read_upto FROM receipts WHERE user_id = ? AND peer_id = ?",
+                      (reader, peer))
+    if current is None:
+        txn.execute("INSERT INTO receipts (user_id, peer_id, delivered_upto, read_upto) VALUES (?, ?, 0, 0)",
+                    (reader, peer))
+        current = (0, 0)
+    delivered, read = current
+    if kind == "read":
+        if msg_id <= read:
+            return None
+        read, delivered = msg_id, max(delivered, msg_id)
+    else:
+        if msg_id <= delivered:
+            return None
+        delivered = msg_id
+    txn.execute("UPDATE receipts SET delivered_upto = ?, read_upto = ? WHERE user_id = ? AND peer_id = ?",
+                (delivered, read, reader, peer))
+    data = {"kind": kind, "reader": reader, "peer": peer, "msg_id": msg_id}
+    return [append_event(txn, positions, peer, "receipt", data, ts),
+            append_event(txn, positions, reader, "receipt", data, ts)]
+
+
+def unread_counts(txn, user_id):
+    """{peer: number of messages from peer after my read marker}."""
+    rows = txn.all(
+        "SELECT m.sender, COUNT(*) FROM messages m LEFT JOIN receipts r "
+        "ON r.user_id = m.recipient AND r.peer_id = m.sender "
+        "WHERE m.recipient = ? AND m.pos > COALESCE(r.read_upto, 0) GROUP BY m.sender", (user_id,))
+    return {sender: count for sender, count in rows}

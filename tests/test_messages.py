@@ -1,0 +1,147 @@
+"""1:1 messaging over real sockets, on SQLite and MySQL: send, push, sync, history, receipts."""
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+
+from helpers import Pushes, befriend, error_code
+
+
+async def pair(running):
+    alice, bob = await running.user("alice"), await running.user("bob")
+    await befriend(alice, bob)
+    return alice, bob
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_is_acked_pushed_and_synced(running):
+    alice, bob = await pair(running)
+    bob_pushes = Pushes(bob)
+    alice_laptop = await running.user("alice", device="laptop", register=False)
+    laptop_pushes = Pushes(alice_laptop)
+    alice_pushes = Pushes(alice)
+    reply = await alice.request("send", to=bob.user_id, body="hello, bob", client_id="c-1")
+    assert reply["msg_id"] == reply["pos"] and reply["ts"] > 0 and reply["duplicate"] is False
+    push = await bob_pushes.next("message")
+    assert {k: push[k] for k in ("msg_id", "from", "to", "body", "pos", "client_id")} == {
+        "msg_id": reply["msg_id"], "from": alice.user_id, "to": bob.user_id, "body": "hello, bob",
+        "pos": reply["pos"], "client_id": "c-1"}
+    # The sender's other device hears it too; the sending connection does not get an echo.
+    assert (await laptop_pushes.next("message"))["msg_id"] == reply["msg_id"]
+    assert alice_pushes.of("message") == []
+    synced = await bob.request("sync", since=0)
+    messages = [e for e in synced["events"] if e["type"] == "message"]
+    assert [m["body"] for m in messages] == ["hello, bob"]
+    assert synced["next"] == synced["events"][-1]["pos"] and synced["more"] is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_resend_with_same_client_id_is_stored_once(running):
+    alice, bob = await pair(running)
+    first = await alice.request("send", to=bob.user_id, body="once", client_id="same")
+    again = await alice.request("send", to=bob.user_id, body="once", client_id="same")
+    assert again["msg_id"] == first["msg_id"] and again["duplicate"] is True
+    # Pipelined duplicates inside one batch, too.
+    replies = await defer.gatherResults([
+        alice.request("send", to=bob.user_id, body="twice", client_id="pipelined") for _ in range(5)])
+    assert len({r["msg_id"] for r in replies}) == 1
+    history = (await bob.request("history", peer=alice.user_id))["messages"]
+    assert [m["body"] for m in history] == ["twice", "once"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_sends_have_their_own_codes_and_store_nothing(running):
+    alice, bob = await pair(running)
+    carol = await running.user("carol")
+    long_body = "x" * (running.server.config.max_body + 1)
+    cases = [
+        (dict(to=alice.user_id, body="me", client_id="a"), "self_send"),
+        (dict(to=987654, body="who", client_id="b"), "not_found"),
+        (dict(to=carol.user_id, body="stranger", client_id="c"), "not_friends"),
+        (dict(to=bob.user_id, body="   ", client_id="d"), "empty_body"),
+        (dict(to=bob.user_id, body=long_body, client_id="e"), "too_large"),
+        (dict(to=bob.user_id, body="typed", client_id=17), "bad_request"),
+        (dict(to=bob.user_id, body="no id"), "bad_request"),
+    ]
+    for fields, code in cases:
+        assert await error_code(alice.request("send", **fields)) == code, fields
+    assert (await bob.request("sync", since=0))["events"] == [
+        e for e in (await bob.request("sync", since=0))["events"] if e["type"] != "message"]
+    assert (await alice.request("history", peer=bob.user_id))["messages"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_offline_recipient_catches_up_in_pages_in_order(running):
+    alice, bob = await pair(running)
+    start = (await bob.request("sync", since=0))["next"]
+    await bob.close()
+    replies = await defer.gatherResults([
+        alice.request("send", to=bob.user_id, body=f"m{i}", client_id=f"id{i}") for i in range(250)])
+    assert len({r["msg_id"] for r in replies}) == 250
+    bob2 = await running.user("bob", register=False)
+    got, since, pages = [], start, 0
+    while True:
+        page = await bob2.request("sync", since=since, limit=100)
+        got += [e["body"] for e in page["events"] if e["type"] == "message"]
+        since, pages = page["next"], pages + 1
+        if not page["more"]:
+            break
+    assert got == [f"m{i}" for i in range(250)]  # pipelined sends keep their order
+    assert pages == 3
+    assert (await bob2.request("sync", since=since))["events"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_batches_share_transactions(running):
+    alice, bob = await pair(running)
+    before = running.server.writer.batches
+    await defer.gatherResults([
+        alice.request("send", to=bob.user_id, body=f"b{i}", client_id=f"b{i}") for i in range(200)])
+    used = running.server.writer.batches - before
+    assert used < 20, f"200 pipelined sends took {used} transactions"
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_pages_back(running):
+    alice, bob = await pair(running)
+    for i in range(7):
+        sender, to = (alice, bob) if i % 2 == 0 else (bob, alice)
+        await sender.request("send", to=to.user_id, body=f"h{i}", client_id=f"h{i}")
+    page = await alice.request("history", peer=bob.user_id, limit=3)
+    assert [m["body"] for m in page["messages"]] == ["h6", "h5", "h4"] and page["more"]
+    page2 = await alice.request("history", peer=bob.user_id, limit=10, before=page["messages"][-1]["msg_id"])
+    assert [m["body"] for m in page2["messages"]] == ["h3", "h2", "h1", "h0"] and not page2["more"]
+    assert (await alice.request("history", peer=987654))["messages"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_receipts_reach_sender_as_push_and_sync(running):
+    alice, bob = await pair(running)
+    alice_pushes = Pushes(alice)
+    m1 = await alice.request("send", to=bob.user_id, body="one", client_id="r1")
+    m2 = await alice.request("send", to=bob.user_id, body="two", client_id="r2")
+    assert (await bob.request("unread"))["unread"] == [{"peer": alice.user_id, "count": 2}]
+    await bob.request("mark_delivered", peer=alice.user_id, msg_id=m2["msg_id"])
+    delivered = await alice_pushes.next("receipt")
+    assert delivered == {**delivered, "kind": "delivered", "reader": bob.user_id, "msg_id": m2["msg_id"]}
+    await bob.request("mark_read", peer=alice.user_id, msg_id=m1["msg_id"])
+    read = await alice_pushes.next("receipt")
+    assert read["kind"] == "read" and read["msg_id"] == m1["msg_id"]
+    assert (await bob.request("unread"))["unread"] == [{"peer": alice.user_id, "count": 1}]
+    # Going backwards moves nothing; marking someone else's message is refused.
+    assert (await bob.request("mark_read", peer=alice.user_id, msg_id=m1["msg_id"]))["moved"] is False
+    assert await error_code(alice.request("mark_read", peer=bob.user_id, msg_id=m1["msg_id"])) == "not_found"
+    receipts = [e for e in (await alice.request("sync", since=0))["events"] if e["type"] == "receipt"]
+    assert [(r["kind"], r["msg_id"]) for r in receipts] == [("delivered", m2["msg_id"]), ("read", m1["msg_id"])]
+
+
+@pytest_twisted.ensureDeferred
+async def test_stream_positions_only_grow_across_event_types(running):
+    alice, bob = await pair(running)
+    await alice.request("send", to=bob.user_id, body="x", client_id="p1")
+    carol = await running.user("carol")
+    await carol.request("friend_request", user=bob.user_id)
+    await alice.request("send", to=bob.user_id, body="y", client_id="p2")
+    events = (await bob.request("sync", since=0))["events"]
+    positions = [e["pos"] for e in events]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert [e["type"] for e in events][-3:] == ["message", "friend_request", "message"]
