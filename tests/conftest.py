@@ -9,7 +9,7 @@ import os
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 
 from imserver import tls
 from imserver.auth import PasswordHasher
@@ -135,11 +135,17 @@ class RunningServer:
         return c
 
     async def stop(self):
+        """Stop listening and close every connection, leaving the reactor clean for the next test."""
         for c in self.clients:
             if c.transport is not None and c.connected:
                 c.transport.abortConnection()
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
         self.server.close_connections()
+        for _ in range(500):
+            if not self.server.connections and all(c.lost.called for c in self.clients):
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        await task.deferLater(reactor, 0, lambda: None)
 
 
 def make_server(store, config=None, **kw):
