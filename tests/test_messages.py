@@ -4,6 +4,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from helpers import Pushes, befriend, error_code
+from imserver.store import stream
 
 
 async def pair(running):
@@ -145,3 +146,26 @@ async def test_stream_positions_only_grow_across_event_types(running):
     positions = [e["pos"] for e in events]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
     assert [e["type"] for e in events][-3:] == ["message", "friend_request", "message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_job_does_not_undo_the_rest_of_its_batch(running, store):
+    """Jobs in one batch: the failing one is rolled back to its savepoint, the others commit, and
+    the positions counter covers what was committed."""
+    from imserver.errors import ImError
+
+    def ok(txn, positions, user):
+        return stream.append_event(txn, positions, user, "test", {}, 1)
+
+    def bad(txn, positions, user):
+        stream.append_event(txn, positions, user, "test", {}, 1)
+        raise ImError("forbidden", "no")
+
+    writer = running.server.writer
+    results = await defer.DeferredList([writer.call(ok, 1), writer.call(bad, 1), writer.call(ok, 1)],
+                                       consumeErrors=True)
+    assert [r[0] for r in results] == [True, False, True]
+    head = await store.db.run("head", lambda txn: stream.head(txn))
+    rows = await store.db.run("events", lambda txn: txn.all("SELECT pos FROM events WHERE type = 'test'"))
+    assert [r[0] for r in rows] == [results[0][1][1]["pos"], results[2][1][1]["pos"]]
+    assert head >= max(r[0] for r in rows)

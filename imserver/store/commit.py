@@ -97,6 +97,7 @@ class GroupCommitter:
             self._done, self._failed, callbackArgs=(groups,), errbackArgs=(groups,))
 
     def _batch_txn(self, txn, groups):
+        txn.dialect.begin(txn)
         positions = Positions(txn)
         results = {kind: self.kinds[kind](txn, positions, [job for job, _ in entries])
                    for kind, entries in groups.items()}

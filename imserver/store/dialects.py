@@ -19,6 +19,9 @@ class Dialect:
     def sql(self, text):
         return text
 
+    def begin(self, txn):
+        """Open the transaction explicitly (for batches that use savepoints)."""
+
     def insert_ignore(self, table):
         raise NotImplementedError
 
@@ -33,6 +36,13 @@ class SQLiteDialect(Dialect):
 
     def insert_ignore(self, table):
         return f"INSERT OR IGNORE INTO {table}"
+
+    def begin(self, txn):
+        # Python's sqlite3 opens transactions lazily, before the first INSERT/UPDATE/DELETE; a
+        # SAVEPOINT issued first would become the outermost transaction and its RELEASE would
+        # commit on its own. BEGIN IMMEDIATE makes the whole batch one transaction and takes the
+        # write lock up front.
+        txn.execute("BEGIN IMMEDIATE")
 
     def pool_args(self):
         # One connection: SQLite has one writer anyway, and group commit batches the writes.
