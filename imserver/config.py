@@ -16,6 +16,15 @@ class Config:
     #: Bytes a client may leave unread before it is disconnected.
     max_pending_output: int = 8 * 1024 * 1024
     max_connections_per_user: int = 8
+    #: Largest file one upload may declare, in bytes.
+    max_file_size: int = 4 * 1024 ** 3
+    #: Bytes of files (and unfinished uploads) one user may hold; 0 means no quota.
+    user_quota: int = 20 * 1024 ** 3
+    #: Seconds an unfinished upload may sit idle before it and its partial data are removed.
+    upload_expiry: float = 24 * 3600.0
+    #: Instant upload of content the server holds: "global" (any user's, after a proof of
+    #: possession) or "user" (only the user's own files). See docs/security.rst.
+    instant_scope: str = "global"
 
     def limits(self):
         return {"max_frame": self.max_frame,

@@ -2,9 +2,9 @@
 from twisted.cred.portal import Portal
 
 from imserver import auth
-from imserver.errors import ImError
 from imserver.handlers import ops as default_ops
 from imserver.registry import LocalRegistry
+from imserver.transfer.engine import FileEngine
 
 
 class Server:
@@ -22,12 +22,13 @@ class Server:
         self.portal = Portal(self.realm, [auth.PasswordChecker(store.accounts, self.hasher),
                                           auth.TokenChecker(store.accounts, reactor)])
         self.connections = set()
+        self.files = FileEngine(config, store, reactor, self.clock, self.notifier)
 
     def now_ms(self):
         return auth.now_ms(self.clock)
 
     def binary_received(self, ctx, payload):
-        ctx.conn.send_error(None, ImError("bad_request", "unexpected binary frame"))
+        self.files.binary_received(ctx.conn, payload)
 
     def connection_lost(self, ctx):
         pass

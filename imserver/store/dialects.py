@@ -20,6 +20,11 @@ class Dialect:
     def insert_ignore(self, table):
         raise NotImplementedError
 
+    def on_conflict_increment(self, key, column):
+        """The tail that turns ``INSERT ... VALUES (...)`` into "add 1 to ``column``" when a row
+        with that ``key`` exists: one atomic statement, with no read-then-write race."""
+        raise NotImplementedError
+
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
@@ -31,6 +36,9 @@ class SQLiteDialect(Dialect):
 
     def insert_ignore(self, table):
         return f"INSERT OR IGNORE INTO {table}"
+
+    def on_conflict_increment(self, key, column):
+        return f"ON CONFLICT({key}) DO UPDATE SET {column} = {column} + 1"
 
     def pool_args(self):
         # One connection: SQLite has one writer anyway, and group commit batches the writes.
@@ -79,6 +87,9 @@ class MySQLDialect(Dialect):
 
     def insert_ignore(self, table):
         return f"INSERT IGNORE INTO {table}"
+
+    def on_conflict_increment(self, key, column):
+        return f"ON DUPLICATE KEY UPDATE {column} = {column} + 1"
 
     def _connargs(self):
         return dict(
