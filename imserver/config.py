@@ -18,6 +18,15 @@ class Config:
     max_connections_per_user: int = 8
     #: Longest message body, in characters.
     max_body: int = 4000
+    #: Largest file one upload may declare, in bytes.
+    max_file_size: int = 4 * 1024 ** 3
+    #: Bytes of files (and unfinished uploads) one user may hold; 0 means no quota.
+    user_quota: int = 20 * 1024 ** 3
+    #: Seconds an unfinished upload may sit idle before it and its partial data are removed.
+    upload_expiry: float = 24 * 3600.0
+    #: Instant upload of content the server holds: "global" (any user's, after a proof of
+    #: possession) or "user" (only the user's own files). See docs/security.rst.
+    instant_scope: str = "global"
 
     def limits(self):
         return {"max_frame": self.max_frame, "max_body": self.max_body,

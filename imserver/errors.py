@@ -19,6 +19,8 @@ CODES = {
     "rate_limited": "Too many requests or failed attempts; try again later.",
     "too_many_connections": "The user already has as many connections as the server allows.",
     "too_large": "A frame, body or file is larger than the server allows.",
+    "quota_exceeded": "Storing this would take you past your storage quota.",
+    "checksum_mismatch": "The uploaded bytes do not have the declared size and SHA-256; they were discarded.",
     "unavailable": "The server cannot reach its database right now; retry later.",
     "internal": "An unexpected server error; it has been logged on the server.",
 }

@@ -26,6 +26,13 @@ class Options(usage.Options):
         ["max-connections-per-user", None, _D.max_connections_per_user,
          "Live connections (devices) one user may have at once.", int],
         ["max-body", None, _D.max_body, "Longest message body, in characters.", int],
+        ["max-file-size", None, _D.max_file_size, "Largest file one upload may declare, in bytes.", int],
+        ["user-quota", None, _D.user_quota, "Bytes of files one user may store (0: no quota).", int],
+        ["upload-expiry", None, _D.upload_expiry,
+         "Seconds an unfinished upload may sit idle before its partial data is removed.", float],
+        ["instant-upload-scope", None, _D.instant_scope,
+         "Instant upload of content the server already holds: 'global' (any user's, after a "
+         "proof of possession) or 'user' (own files only). See docs/security.rst."],
     ]
 
     def __init__(self):
@@ -43,10 +50,21 @@ class Options(usage.Options):
         for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be positive")
+        self._check_file_options()
+
+    def _check_file_options(self):
+        if self["instant-upload-scope"] not in ("global", "user"):
+            raise usage.UsageError("--instant-upload-scope is 'global' or 'user'")
+        if self["max-file-size"] < 0 or self["user-quota"] < 0 or self["upload-expiry"] <= 0:
+            raise usage.UsageError("--max-file-size and --user-quota must not be negative, "
+                                   "--upload-expiry must be positive")
 
     def config(self):
         return Config(data_dir=self["data-dir"], db_url=self["db"], listen=list(self["listen"]),
                       tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                       max_frame=self["max-frame"], max_pending_output=self["max-pending-output"],
                       max_connections_per_user=self["max-connections-per-user"],
-                      max_body=self["max-body"])
+                      max_body=self["max-body"],
+                      max_file_size=self["max-file-size"], user_quota=self["user-quota"],
+                      upload_expiry=self["upload-expiry"],
+                      instant_scope=self["instant-upload-scope"])

@@ -3,11 +3,11 @@ from twisted.cred.portal import Portal
 from twisted.logger import Logger
 
 from imserver import auth
-from imserver.errors import ImError
 from imserver.handlers import install_hooks, ops as default_ops
 from imserver.registry import LocalRegistry
 from imserver.store import messages
 from imserver.store.commit import GroupCommitter
+from imserver.transfer.engine import FileEngine
 
 
 class Server:
@@ -31,6 +31,7 @@ class Server:
         self.connections = set()
         self.login_hooks = []  # fn(ctx, user) after a login or resume succeeds
         install_hooks(self)
+        self.files = FileEngine(config, store, reactor, self.clock, self.notifier)
 
     def now_ms(self):
         return auth.now_ms(self.clock)
@@ -52,7 +53,7 @@ class Server:
             self.notifier.push(user_id, push, exclude=exclude)
 
     def binary_received(self, ctx, payload):
-        ctx.conn.send_error(None, ImError("bad_request", "unexpected binary frame"))
+        self.files.binary_received(ctx.conn, payload)
 
     def connection_lost(self, ctx):
         pass

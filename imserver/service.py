@@ -1,7 +1,7 @@
 """Builds the running server from a Config: data dir, migrations, pool, TLS, listeners; and stops it."""
 import os
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.logger import Logger
@@ -45,6 +45,7 @@ class ParleyService(MultiService):
 
         def closed(result):
             self.server.close_connections()
+            self.server.files.close()
             self.server.store.close()
             _log.info("Parley stopped")
             return result
@@ -59,6 +60,8 @@ def make_service(config, reactor=None):
     migrate(dialect, log=lambda text: _log.info("{text}", text=text))
     server = Server(config, Store(Database(dialect)), reactor)
     service = ParleyService(server)
+    expiry = TimerService(min(600.0, config.upload_expiry / 4), server.files.expire_safely)
+    expiry.setServiceParent(service)
     factory = ImFactory(server)
     for description in config.listen or default_listen(config):
         child = StreamServerEndpointService(serverFromString(reactor, description), factory)

@@ -7,7 +7,7 @@ from imserver.dispatch import OpTable
 
 ops = OpTable()
 
-from imserver.handlers import accounts, core, friends, messages, presence  # noqa: E402
+from imserver.handlers import accounts, core, files, friends, messages, presence  # noqa: E402
 
 _INSTALLERS = [friends.install, presence.install]
 

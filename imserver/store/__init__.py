@@ -4,6 +4,7 @@ Handlers call ``store.accounts.create_user(...)`` and get a Deferred; they never
 """
 from imserver.store import dialects
 from imserver.store.accounts import Accounts
+from imserver.store.files import Files
 from imserver.store.pool import Database
 
 
@@ -11,6 +12,7 @@ class Store:
     def __init__(self, db):
         self.db = db
         self.accounts = Accounts(db)
+        self.files = Files(db)
 
     @classmethod
     def from_url(cls, url, data_dir=None):

@@ -25,6 +25,11 @@ class Dialect:
     def insert_ignore(self, table):
         raise NotImplementedError
 
+    def on_conflict_increment(self, key, column):
+        """The tail that turns ``INSERT ... VALUES (...)`` into "add 1 to ``column``" when a row
+        with that ``key`` exists: one atomic statement, with no read-then-write race."""
+        raise NotImplementedError
+
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
@@ -43,6 +48,9 @@ class SQLiteDialect(Dialect):
         # commit on its own. BEGIN IMMEDIATE makes the whole batch one transaction and takes the
         # write lock up front.
         txn.execute("BEGIN IMMEDIATE")
+
+    def on_conflict_increment(self, key, column):
+        return f"ON CONFLICT({key}) DO UPDATE SET {column} = {column} + 1"
 
     def pool_args(self):
         # One connection: SQLite has one writer anyway, and group commit batches the writes.
@@ -92,6 +100,9 @@ class MySQLDialect(Dialect):
 
     def insert_ignore(self, table):
         return f"INSERT IGNORE INTO {table}"
+
+    def on_conflict_increment(self, key, column):
+        return f"ON DUPLICATE KEY UPDATE {column} = {column} + 1"
 
     def _connargs(self):
         return dict(

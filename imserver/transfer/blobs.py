@@ -1,0 +1,126 @@
+"""Content-addressed files on disk: ``<root>/blobs/ab/cd/<sha256>`` and ``<root>/parts/<id>.part``.
+
+Paths are built only from a validated lowercase hex SHA-256 and an integer upload id: nothing a
+client names (file names, MIME types) ever becomes part of a path. The functions that read or
+write whole files block, and are meant to run on a thread (``BlobStore.in_thread``).
+"""
+import hashlib
+import os
+import re
+
+from twisted.internet import threads
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_READ = 1024 * 1024
+
+
+def is_sha256(text):
+    return isinstance(text, str) and _SHA256.match(text) is not None
+
+
+def hash_prefix(path, length):
+    """A sha256 object over the first ``length`` bytes of ``path`` (blocking)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        left = length
+        while left:
+            data = f.read(min(_READ, left))
+            if not data:
+                raise OSError(f"{path} is shorter than {length} bytes")
+            h.update(data)
+            left -= len(data)
+    return h
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    def __init__(self, root, reactor):
+        self.root = os.path.abspath(root)
+        self.reactor = reactor
+        self.parts = os.path.join(self.root, "parts")
+
+    def in_thread(self, fn, *args):
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+
+    def blob_path(self, sha256):
+        if not is_sha256(sha256):
+            raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+        return os.path.join(self.root, "blobs", sha256[:2], sha256[2:4], sha256)
+
+    def part_path(self, upload_id):
+        return os.path.join(self.parts, f"{int(upload_id)}.part")
+
+    def open_part(self, upload_id):
+        """(fd, current length) of the upload's part file, created if missing."""
+        os.makedirs(self.parts, exist_ok=True)
+        fd = os.open(self.part_path(upload_id), os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        return fd, os.fstat(fd).st_size
+
+    def part_size(self, upload_id):
+        try:
+            return os.path.getsize(self.part_path(upload_id))
+        except FileNotFoundError:
+            return 0
+
+    def has_blob(self, sha256):
+        return os.path.exists(self.blob_path(sha256))
+
+    def commit_part(self, upload_id, fd, sha256):
+        """Make the verified part file the blob for ``sha256`` (blocking): synced to disk, then
+        renamed into place. If the blob exists already the part is dropped: storage is shared."""
+        target = self.blob_path(sha256)
+        part = self.part_path(upload_id)
+        if os.path.exists(target):
+            os.unlink(part)
+            return
+        os.fsync(fd)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(part, target)
+        _fsync_dir(os.path.dirname(target))
+
+    def write_blob(self, sha256, data):
+        """Store small content directly (blocking); the caller has verified its hash."""
+        target = self.blob_path(sha256)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+
+    @staticmethod
+    def truncate(fd, length):
+        os.ftruncate(fd, length)
+
+    @staticmethod
+    def close_fd(fd):
+        os.close(fd)
+
+    def remove_part(self, upload_id):
+        try:
+            os.unlink(self.part_path(upload_id))
+        except FileNotFoundError:
+            pass
+
+    def remove_blob(self, sha256):
+        try:
+            os.unlink(self.blob_path(sha256))
+        except FileNotFoundError:
+            pass
+
+    def read_range(self, sha256, offset, length):
+        with open(self.blob_path(sha256), "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+
+    def open_blob(self, sha256):
+        return open(self.blob_path(sha256), "rb", buffering=0)

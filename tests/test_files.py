@@ -1,0 +1,390 @@
+"""File transfer over real loopback sockets, on SQLite and MySQL: uploads (new, resumed after a
+lost connection or a restart, instant with proof), downloads, access, bad chunks, expiry."""
+import hashlib
+import os
+import random
+import socket
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from conftest import RunningServer, make_server
+from imclient import transfer
+from imclient.protocol import RemoteError
+from imserver.config import Config
+from imserver.transfer import frames
+
+MiB = 1024 * 1024
+
+
+def file_config(tmp_path, **kw):
+    return Config(max_frame=64 * 1024, data_dir=str(tmp_path / "data"), **kw)
+
+
+async def start(store, tmp_path, **kw):
+    rs = RunningServer(make_server(store, file_config(tmp_path, **kw)), tmp_path)
+    rs.listen()
+    return rs
+
+
+async def stop(rs):
+    await rs.stop()
+    rs.server.files.close()
+
+
+def _serve(store, tmp_path, **kw):
+    rs = pytest_twisted.blockon(defer.ensureDeferred(start(store, tmp_path, **kw)))
+    yield rs
+    pytest_twisted.blockon(defer.ensureDeferred(stop(rs)))
+
+
+@pytest.fixture
+def files(store, tmp_path):
+    yield from _serve(store, tmp_path)
+
+
+@pytest.fixture
+def files_user_scope(store, tmp_path):
+    """A server whose instant uploads are limited to the user's own files."""
+    yield from _serve(store, tmp_path, instant_scope="user")
+
+
+def make_file(tmp_path, size, name="src.bin", seed=0):
+    path = tmp_path / name
+    path.write_bytes(random.Random(seed).randbytes(size))
+    return str(path)
+
+
+def digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+async def error_code(d):
+    with pytest.raises(RemoteError) as info:
+        await d
+    return info.value.code
+
+
+def send_chunk(client, upload_id, offset, data):
+    client.send_raw(frames.header(frames.UPLOAD_CHUNK, upload_id, offset) + data)
+
+
+def send_range(client, upload_id, data, start, end, chunk=frames.MAX_DATA):
+    for pos in range(start, end, chunk):
+        send_chunk(client, upload_id, pos, data[pos:min(end, pos + chunk)])
+
+
+def collect(client):
+    seen = []
+    client.subscribe(seen.append)
+    return seen
+
+
+async def until(predicate, tries=500):
+    for _ in range(tries):
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition not reached")
+
+
+@pytest.mark.parametrize("size", [0, 1, frames.MAX_DATA + 1, 20 * MiB])
+@pytest_twisted.ensureDeferred
+async def test_upload_then_download_round_trip(files, tmp_path, size):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, size)
+    file_id = await transfer.upload(alice, src, mime="application/x-test")
+    info = (await alice.request("file_info", file=file_id))["file"]
+    assert info["size"] == size and info["sha256"] == digest(src) and info["name"] == "src.bin"
+    blob = tmp_path / "data" / "blobs" / info["sha256"][:2] / info["sha256"][2:4] / info["sha256"]
+    assert blob.read_bytes() == open(src, "rb").read()
+    dest = str(tmp_path / "dest.bin")
+    got = await transfer.download(alice, file_id, dest)
+    assert got["size"] == size and open(dest, "rb").read() == open(src, "rb").read()
+    assert os.listdir(tmp_path / "data" / "parts") == [] if size else True
+
+
+@pytest_twisted.ensureDeferred
+async def test_download_resumes_from_offset_and_by_range_on_two_connections(files, tmp_path):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, 3 * MiB + 5)
+    data = open(src, "rb").read()
+    file_id = await transfer.upload(alice, src)
+    dest = tmp_path / "dest.bin"
+    dest.write_bytes(data[:MiB])
+    await transfer.download(alice, file_id, str(dest), offset=MiB)
+    assert dest.read_bytes() == data
+    extra = await files.client()
+    await extra.resume(alice.token)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    open(b, "wb").write(data[:MiB])  # b continues from 1 MiB on the extra connection
+    await defer.gatherResults([
+        transfer.download(alice, file_id, a), transfer.download(extra, file_id, b, offset=MiB)])
+    assert open(a, "rb").read() == data == open(b, "rb").read()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_killed_at_60_percent_resumes_on_a_new_connection(files, tmp_path):
+    alice = await files.user("alice")
+    size = 5 * MiB + 123
+    src = make_file(tmp_path, size)
+    data = open(src, "rb").read()
+    begin = await alice.request("upload_begin", name="big.bin", size=size, sha256=digest(src))
+    assert begin["mode"] == "new" and begin["offset"] == 0
+    upload_id, cut = begin["upload"], int(size * 0.6)
+    send_range(alice, upload_id, data, 0, cut)
+    assert (await alice.request("upload_status", upload=upload_id))["offset"] == cut
+    alice.transport.abortConnection()
+    await alice.lost
+
+    again = await files.client()
+    await again.resume(alice.token)
+    again_begin = await again.request("upload_begin", name="big.bin", size=size, sha256=digest(src))
+    assert again_begin["mode"] == "resume" and again_begin["upload"] == upload_id
+    assert again_begin["offset"] == cut
+    file_id = await transfer.upload(again, src, name="big.bin")
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(again, file_id, dest)
+    assert open(dest, "rb").read() == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_restart_mid_upload_then_resume(store, tmp_path):
+    first = await start(store, tmp_path)
+    alice = await first.user("alice")
+    size = 3 * MiB
+    src = make_file(tmp_path, size)
+    data = open(src, "rb").read()
+    upload_id = (await alice.request("upload_begin", name="r.bin", size=size,
+                                     sha256=digest(src)))["upload"]
+    send_range(alice, upload_id, data, 0, size // 2)
+    assert (await alice.request("upload_status", upload=upload_id))["offset"] == size // 2
+    await stop(first)
+
+    second = await start(store, tmp_path)  # a new Server on the same database and data dir
+    try:
+        c = await second.client()
+        await c.resume(alice.token)
+        status = await c.request("upload_status", upload=upload_id)
+        assert status["offset"] == size // 2  # the part file survived; its prefix was re-hashed
+        file_id = await transfer.upload(c, src, name="r.bin")
+        dest = str(tmp_path / "dest.bin")
+        await transfer.download(c, file_id, dest)
+        assert open(dest, "rb").read() == data
+    finally:
+        await stop(second)
+
+
+@pytest_twisted.ensureDeferred
+async def test_instant_upload_of_another_users_file_needs_the_right_proof(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    src = make_file(tmp_path, 2 * MiB)
+    data, sha = open(src, "rb").read(), digest(src)
+    alice_file = await transfer.upload(alice, src)
+    files.server.files.challenges.random = random.Random(7)  # the injected random source
+
+    reply = await bob.request("upload_begin", name="mine.bin", size=len(data), sha256=sha)
+    assert reply["mode"] == "challenge" and "upload" not in reply and "file" not in reply
+    c = reply["challenge"]
+    expected = random.Random(7)
+    assert c["offset"] == expected.randrange(len(data) - c["length"] + 1)
+    wrong = transfer.proof(c["nonce"], b"\0" * c["length"])
+    assert await error_code(bob.request("upload_proof", challenge=c["id"], proof=wrong)) == "forbidden"
+    # One answer per challenge: the right answer to a used challenge is refused too.
+    right = transfer.proof(c["nonce"], data[c["offset"]:c["offset"] + c["length"]])
+    assert await error_code(bob.request("upload_proof", challenge=c["id"], proof=right)) == "not_found"
+
+    bob_file = await transfer.upload(bob, src, name="mine.bin")  # a new challenge, answered right
+    assert bob_file != alice_file
+    assert await files.server.store.files.refcount(sha) == (2, 2)
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(bob, bob_file, dest)
+    assert open(dest, "rb").read() == data
+    # The owner uploading the same content again is instant without a challenge.
+    again = await alice.request("upload_begin", name="copy", size=len(data), sha256=sha)
+    assert again["mode"] == "instant" and again["file"] not in (alice_file, bob_file)
+
+
+@pytest_twisted.ensureDeferred
+async def test_instant_scope_user_uploads_again_but_stores_once(files_user_scope, tmp_path):
+    rs = files_user_scope
+    alice, bob = await rs.user("alice"), await rs.user("bob")
+    src = make_file(tmp_path, 300_000)
+    sha = digest(src)
+    await transfer.upload(alice, src)
+    reply = await bob.request("upload_begin", name="x", size=300_000, sha256=sha)
+    assert reply["mode"] == "new"
+    await bob.request("upload_cancel", upload=reply["upload"])
+    await transfer.upload(bob, src)
+    assert await rs.server.store.files.refcount(sha) == (2, 2)
+    blobs = [f for _, _, fs in os.walk(tmp_path / "data" / "blobs") for f in fs]
+    assert blobs == [sha]
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_is_owner_or_granted(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    file_id = await transfer.upload(alice, make_file(tmp_path, 1000))
+    dest = str(tmp_path / "dest.bin")
+    assert await error_code(bob.request("download", file=file_id)) == "forbidden"
+    assert await error_code(bob.request("file_info", file=file_id)) == "forbidden"
+    assert await error_code(bob.request("download", file=file_id + 100)) == "not_found"
+    assert await error_code(bob.request("file_delete", file=file_id)) == "not_found"
+    assert await error_code(alice.request("download", file=file_id, offset=1001)) == "bad_request"
+    await files.server.store.files.grant(file_id, user_id=bob.user_id)
+    await transfer.download(bob, file_id, dest)
+    assert os.path.getsize(dest) == 1000
+    await alice.request("file_delete", file=file_id)
+    assert await error_code(bob.request("download", file=file_id)) == "not_found"
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_chunks_are_refused_and_nothing_written_is_lost(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    size = 200_000
+    src = make_file(tmp_path, size)
+    data = open(src, "rb").read()
+    upload_id = (await alice.request("upload_begin", name="b", size=size,
+                                     sha256=digest(src)))["upload"]
+    errors, bob_errors = collect(alice), collect(bob)
+    held = 190_000
+    send_range(alice, upload_id, data, 0, held)
+    send_chunk(alice, upload_id + 1000, 0, b"x")            # unknown upload
+    send_chunk(alice, upload_id, 50_000, b"x" * 10)         # wrong offset (rewrites the past)
+    send_chunk(alice, upload_id, held + 10, b"x" * 10)      # wrong offset (a gap)
+    send_chunk(alice, upload_id, held, b"x" * 10_001)       # past the declared size
+    alice.send_raw(b"\x00\x01short")                       # not even a header
+    send_chunk(bob, upload_id, held, b"x" * 10)             # another user's upload
+    assert (await alice.request("upload_status", upload=upload_id))["offset"] == held
+    await bob.request("ping")
+    codes = [e["error"]["code"] for e in errors]
+    assert codes == ["not_found", "bad_request", "bad_request", "bad_request", "bad_request"]
+    assert [e["error"].get("offset") for e in errors[1:4]] == [held] * 3
+    assert [e["error"]["code"] for e in bob_errors] == ["forbidden"]
+    assert await error_code(bob.request("upload_status", upload=upload_id)) == "forbidden"
+    send_range(alice, upload_id, data, held, size)
+    await until(lambda: any(e.get("op") == "upload_done" for e in errors))
+    file_id = [e for e in errors if e.get("op") == "upload_done"][0]["file"]
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(alice, file_id, dest)
+    assert open(dest, "rb").read() == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_checksum_mismatch_discards_the_upload(files, tmp_path):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, 70_000)
+    lie = hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(RemoteError) as info:
+        await transfer.upload(alice, src, size=70_000, sha256=lie)
+    assert info.value.code == "checksum_mismatch"
+    assert os.listdir(tmp_path / "data" / "parts") == []
+    assert (await alice.request("files_list"))["files"] == []
+    assert await error_code(alice.request("upload_begin", name="e", size=0, sha256=lie)) == \
+        "checksum_mismatch"
+
+
+@pytest_twisted.ensureDeferred
+async def test_limits_are_refused_up_front(store, tmp_path):
+    rs = await start(store, tmp_path, max_file_size=1000, user_quota=1500)
+    try:
+        alice = await rs.user("alice")
+        sha = "ab" * 32
+        assert await error_code(alice.request("upload_begin", name="a", size=1001, sha256=sha)) == \
+            "too_large"
+        await transfer.upload(alice, make_file(tmp_path, 1000))
+        assert await error_code(alice.request("upload_begin", name="a", size=501, sha256=sha)) == \
+            "quota_exceeded"
+        assert await error_code(alice.request("upload_begin", name="a", size=5,
+                                              sha256="../../etc")) == "bad_request"
+    finally:
+        await stop(rs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unfinished_uploads_expire(files, tmp_path):
+    clock = task.Clock()
+    engine = files.server.files
+    engine.clock = engine.challenges.clock = clock
+    alice = await files.user("alice")
+    size = 300_000
+    src, other = make_file(tmp_path, size), make_file(tmp_path, size, "other.bin", seed=1)
+    data = open(src, "rb").read()
+    stale = (await alice.request("upload_begin", name="s", size=size, sha256=digest(src)))["upload"]
+    send_range(alice, stale, data, 0, 100_000)
+    await alice.request("upload_status", upload=stale)
+    parts = tmp_path / "data" / "parts"
+    assert os.listdir(parts) == [f"{stale}.part"]
+    clock.advance(engine.config.upload_expiry - 10)
+    fresh = (await alice.request("upload_begin", name="f", size=size, sha256=digest(other)))["upload"]
+    clock.advance(20)
+    await engine.expire()
+    assert os.listdir(parts) == [f"{fresh}.part"]
+    assert await error_code(alice.request("upload_status", upload=stale)) == "not_found"
+    assert (await alice.request("upload_status", upload=fresh))["offset"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_file_names_never_become_paths(files, tmp_path):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, 5000)
+    file_id = await transfer.upload(alice, src, name="../../../escaped.txt")
+    info = (await alice.request("file_info", file=file_id))["file"]
+    assert info["name"] == "../../../escaped.txt"  # kept as data
+    found = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path.parent) for f in fs
+             if "escaped" in f]
+    assert found == []
+    assert transfer.safe_name(info["name"]) == "escaped.txt"
+    assert transfer.safe_name("..\\..\\x/..") == "download"
+
+
+@pytest_twisted.ensureDeferred
+async def test_slow_downloader_pauses_disk_reads(files, tmp_path):
+    alice = await files.user("alice")
+    size = 20 * MiB
+    file_id = await transfer.upload(alice, make_file(tmp_path, size))
+    # Small kernel buffers, so what the socket absorbs is bounded; then stop reading.
+    server_conn = [p for p in files.server.connections if p.user.user_id == alice.user_id][0]
+    server_conn.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    alice.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    alice.transport.pauseProducing()
+    reply_d = transfer.download(alice, file_id, str(tmp_path / "dest.bin"), verify=False)
+    await until(lambda: files.server.files.downloads)
+    producer = list(files.server.files.downloads.values())[0]
+    seen = []
+
+    def settled():  # the kernel buffers are full: the position stopped moving
+        seen.append(producer.pos)
+        return producer.paused and len(seen) > 5 and len(set(seen[-5:])) == 1
+    await until(settled)
+    before = producer.pos
+    await task.deferLater(reactor, 0.2, lambda: None)
+    assert producer.paused and producer.pos == before < 2 * MiB  # nothing more read from disk
+    alice.transport.resumeProducing()
+    await reply_d
+    assert os.path.getsize(tmp_path / "dest.bin") == size
+
+
+@pytest_twisted.ensureDeferred
+async def test_deleting_the_last_reference_while_the_same_content_finishes_uploading(
+        files_user_scope, tmp_path):
+    rs = files_user_scope
+    alice, bob = await rs.user("alice"), await rs.user("bob")
+    src = make_file(tmp_path, 500_000)
+    sha, data = digest(src), open(src, "rb").read()
+    blob = tmp_path / "data" / "blobs" / sha[:2] / sha[2:4] / sha
+    for _ in range(3):
+        alice_file = await transfer.upload(alice, src)
+        upload_id = (await bob.request("upload_begin", name="b", size=len(data),
+                                       sha256=sha))["upload"]
+        done = collect(bob)
+        send_range(bob, upload_id, data, 0, len(data))  # the last chunk starts the commit
+        await alice.request("file_delete", file=alice_file)
+        await until(lambda: any(m.get("op") == "upload_done" for m in done))
+        assert await rs.server.store.files.refcount(sha) == (1, 1)
+        assert blob.read_bytes() == data  # bob's file kept its bytes
+        bob_file = [m for m in done if m.get("op") == "upload_done"][0]["file"]
+        await bob.request("file_delete", file=bob_file)
+        assert await rs.server.store.files.refcount(sha) == (0, 0)
+        assert not blob.exists()
