@@ -1,11 +1,11 @@
 """1:1 messaging ops: send, sync, history, receipts, unread counts."""
-from imserver.dispatch import Int, Str
+from imserver.dispatch import Int, Obj, Str
 from imserver.errors import ImError
 from imserver.handlers import ops
 from imserver.store import messages as store
 from imserver.store import stream
 
-KINDS = ("text",)
+FILE_KINDS = ("file", "image", "voice")
 
 
 def message_push(event):
@@ -15,18 +15,38 @@ def message_push(event):
     return push
 
 
-@ops.op("send", to=Int(), body=Str(), client_id=Str(max_len=64))
-async def send(ctx, to, body, client_id):
+def file_reference(file):
+    """Validate a message's ``file`` field: ``{"id", "kind", "duration"?}``."""
+    if file is None:
+        return None
+    file_id, kind, duration = file.get("id"), file.get("kind", "file"), file.get("duration")
+    if isinstance(file_id, bool) or not isinstance(file_id, int):
+        raise ImError("bad_request", "field 'file.id' must be an integer")
+    if kind not in FILE_KINDS:
+        raise ImError("bad_request", f"field 'file.kind' must be one of {', '.join(FILE_KINDS)}")
+    ref = {"id": file_id, "kind": kind}
+    if kind == "voice":
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration <= 3600:
+            raise ImError("bad_request", "a voice message needs 'file.duration' in seconds (0-3600)")
+        ref["duration"] = duration
+    return ref
+
+
+@ops.op("send", to=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
+        file=Obj(required=False))
+async def send(ctx, to, body, client_id, file):
     server, me = ctx.server, ctx.user.user_id
+    file = file_reference(file)
     if to == me:
         raise ImError("self_send", "you cannot send a message to yourself")
-    if not body.strip():
+    if not body.strip() and file is None:
         raise ImError("empty_body", "the message body is empty")
     if len(body) > server.config.max_body:
         raise ImError("too_large", f"the body is longer than {server.config.max_body} characters")
     if not client_id:
         raise ImError("bad_request", "field 'client_id' is empty")
-    job = store.Send(me, to, client_id, body, "text", None, server.now_ms())
+    job = store.Send(me, to, client_id, body, file["kind"] if file else "text", None,
+                     server.now_ms(), file)
     event, duplicate = await server.writer.submit("send", job)
     if not duplicate:
         push = message_push(event)

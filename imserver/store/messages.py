@@ -3,6 +3,7 @@ import json
 from dataclasses import dataclass
 
 from imserver.errors import ImError
+from imserver.store import files
 from imserver.store.stream import MESSAGE_COLUMNS, append_event, message_event
 
 
@@ -15,7 +16,7 @@ class Send:
     kind: str
     extra: dict | None
     ts: int
-
+    file: dict | None = None  # {"id", "kind", "duration"?}: a file message
 
 def _placeholders(n):
     return ", ".join("?" * n)
@@ -46,8 +47,13 @@ def send_batch(txn, positions, jobs):
         elif (job.sender, job.recipient) not in friends:
             results.append(ImError("not_friends", "you can only message your friends"))
         else:
+            try:
+                extra = _attach_file(txn, job) if job.file else job.extra
+            except ImError as e:
+                results.append(e)
+                continue
             pos = positions.take()
-            extra = json.dumps(job.extra) if job.extra else None
+            extra = json.dumps(extra) if extra else None
             row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body, extra, job.ts)
             rows.append(row)
             fresh[key] = message_event(row)
@@ -55,6 +61,17 @@ def send_batch(txn, positions, jobs):
     if rows:
         txn.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     return results
+
+
+def _attach_file(txn, job):
+    """Check the sender may share the file, let the recipient read it; the message's extra."""
+    info = files.readable_file(txn, job.file["id"], job.sender)
+    if info is None:
+        raise ImError("not_found", "no such file")
+    files.grant(txn, info["id"], user_id=job.recipient)
+    attached = {k: info[k] for k in ("id", "name", "size", "mime", "sha256")}
+    attached.update({k: v for k, v in job.file.items() if k in ("kind", "duration")})
+    return {"file": attached}
 
 
 def _missing_users(txn, user_ids):
