@@ -69,6 +69,9 @@ class OutputGuard:
 
 class ImProtocol(Int32StringReceiver):
     _log = Logger()
+    #: Requests one connection may have in flight; past it we stop reading from that client
+    #: (its requests wait in TCP buffers), so one client cannot queue unbounded work.
+    max_inflight = 256
 
     def __init__(self, server):
         self.server = server
@@ -76,6 +79,8 @@ class ImProtocol(Int32StringReceiver):
         self.user = None
         self._logout = None
         self._closing = False
+        self._inflight = 0
+        self._pause_reasons = set()
         self.guard = OutputGuard(server.config.max_pending_output)
         self.ctx = Context(server, self)
 
@@ -97,7 +102,28 @@ class ImProtocol(Int32StringReceiver):
         except wire.WireError as e:
             self.send_error(None, ImError("bad_request", str(e)))
             return
-        dispatch_deferred(self.server.ops, self.ctx, request).addCallback(self.send)
+        self._inflight += 1
+        if self._inflight == self.max_inflight:
+            self.pause_reading("requests")
+        dispatch_deferred(self.server.ops, self.ctx, request).addCallback(self._replied)
+
+    def _replied(self, reply):
+        self._inflight -= 1
+        self.send(reply)
+        if self._inflight == self.max_inflight // 2:
+            self.resume_reading("requests")
+
+    def pause_reading(self, reason):
+        """Stop reading from this client until every reason given here has been resumed."""
+        if not self._pause_reasons and self.connected:
+            self.pauseProducing()
+        self._pause_reasons.add(reason)
+
+    def resume_reading(self, reason):
+        if reason in self._pause_reasons:
+            self._pause_reasons.discard(reason)
+            if not self._pause_reasons and self.connected:
+                self.resumeProducing()
 
     def lengthLimitExceeded(self, length):
         # Refused from the 4-byte header alone: nothing of the payload is ever buffered.

@@ -175,3 +175,32 @@ def test_resumed_reader_is_not_disconnected():
     proto.guard.resumeProducing()
     proto.write_frame(b"x" * 600)
     assert not t.disconnecting
+
+
+def test_too_many_requests_in_flight_pause_reading():
+    from twisted.internet import defer
+
+    server = FakeServer(make_ops())
+    waiting = []
+
+    @server.ops.op("slow", auth=False)
+    def slow(ctx):
+        d = defer.Deferred()
+        waiting.append(d)
+        return d
+
+    proto = ImProtocol(server)
+    proto.max_inflight = 4
+    t = StringTransport()
+    proto.makeConnection(t)
+    data = b"".join(wire.encode({"op": "slow", "id": i}) for i in range(6))
+    proto.dataReceived(data)
+    assert len(waiting) == 4 and t.producerState == "paused"  # two requests wait, unread
+    waiting[0].callback({})
+    waiting[1].callback({})
+    assert len(waiting) == 6  # reading resumed: the two waiting requests were read...
+    assert t.producerState == "paused"  # ...which makes four in flight again
+    for d in waiting[2:]:
+        d.callback({})
+    assert t.producerState == "producing"
+    assert [f["re"] for f in frames(t)] == [0, 1, 2, 3, 4, 5]
