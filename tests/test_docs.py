@@ -2,6 +2,7 @@
 import os
 
 from imserver.errors import CODES
+from imserver.handlers import ops
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "protocol.rst")
 
@@ -11,3 +12,9 @@ def test_every_error_code_is_documented():
     missing = [code for code in CODES if f"``{code}``" not in text]
     assert missing == []
 
+
+
+def test_every_op_is_documented():
+    text = open(DOC, encoding="utf-8").read()
+    missing = [name for name in ops.ops if f"``{name}``" not in text]
+    assert missing == []

@@ -272,6 +272,21 @@ async def test_bad_chunks_are_refused_and_nothing_written_is_lost(files, tmp_pat
 
 
 @pytest_twisted.ensureDeferred
+async def test_many_tiny_chunks(files, tmp_path):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, 30_000)
+    data = open(src, "rb").read()
+    upload_id = (await alice.request("upload_begin", name="t", size=len(data),
+                                     sha256=digest(src)))["upload"]
+    done = collect(alice)
+    send_range(alice, upload_id, data, 0, len(data), chunk=7)  # thousands of chunks in one batch
+    await until(lambda: any(m.get("op") == "upload_done" for m in done))
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(alice, done[-1]["file"], dest)
+    assert open(dest, "rb").read() == data
+
+
+@pytest_twisted.ensureDeferred
 async def test_checksum_mismatch_discards_the_upload(files, tmp_path):
     alice = await files.user("alice")
     src = make_file(tmp_path, 70_000)

@@ -1,0 +1,427 @@
+"""File transfer throughput: Parley uploads and downloads against bare copies of the same bytes.
+
+Runs a server in a child process (so it has a CPU of its own) and measures, over loopback, the
+MiB/s of: a raw socket copy, a bare Twisted ``Int32StringReceiver`` copy in 64 KiB frames, and
+Parley upload (written to disk and SHA-256 verified by the server) and download, plain and TLS,
+on 1 and 4 connections; plus the time of an instant upload (challenge + proof) of the file.
+Each figure is the median of ``--runs`` runs. Usage::
+
+    python bench/transfer_bench.py [--size-mib 1024] [--runs 3] [--workdir /tmp/parley-bench]
+    python bench/transfer_bench.py --profile upload   # cProfile of the server during one upload
+"""
+import argparse
+import hashlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+MiB = 1024 * 1024
+FRAME = 64 * 1024
+
+
+# -- the child process: a Parley server, a raw sink and a bare framed sink ----------------------
+
+def serve(workdir, ports, profile):
+    from twisted.internet import reactor, ssl
+    from twisted.internet.protocol import Factory, Protocol
+    from twisted.protocols.basic import Int32StringReceiver
+
+    from imserver import tls
+    from imserver.auth import PasswordHasher
+    from imserver.config import Config
+    from imserver.protocol import ImFactory
+    from imserver.server import Server
+    from imserver.store import Store, dialects
+    from imserver.store.migrate import migrate
+    from imserver.store.pool import Database
+
+    config = Config(data_dir=os.path.join(workdir, "data"), db_url="sqlite:///bench.db",
+                    user_quota=0, max_file_size=1 << 40)
+    os.makedirs(config.data_dir, exist_ok=True)
+    dialect = dialects.from_url(config.db_url, config.data_dir)
+    migrate(dialect, log=lambda t: None)
+    server = Server(config, Store(Database(dialect)), reactor,
+                    hasher=PasswordHasher(reactor, n=2 ** 10))
+    cert, key, _ = tls.ensure(config.data_dir)
+    with open(key, "rb") as k, open(cert, "rb") as c:
+        options = ssl.PrivateCertificate.loadPEM(k.read() + c.read()).options()
+    reactor.listenTCP(ports[0], ImFactory(server), interface="127.0.0.1")
+    reactor.listenSSL(ports[1], ImFactory(server), options, interface="127.0.0.1")
+
+    class FramedSink(Int32StringReceiver):
+        MAX_LENGTH = 1 << 20
+
+        def stringReceived(self, s):
+            if s == b"end":
+                self.sendString(b"ok")
+
+    class FramedSource(Int32StringReceiver):
+        """Sends N bytes of 64 KiB frames read from a file when asked, through a push producer."""
+
+        def stringReceived(self, s):
+            self.fd = os.open(s.decode(), os.O_RDONLY)
+            self.left, self.pos, self.paused = os.fstat(self.fd).st_size, 0, False
+            self.transport.registerProducer(self, True)
+            self.resumeProducing()
+
+        def resumeProducing(self):
+            self.paused = False
+            while not self.paused and self.left:
+                data = os.pread(self.fd, min(FRAME, self.left), self.pos)
+                self.transport.writeSequence((len(data).to_bytes(4, "big"), data))
+                self.pos += len(data)
+                self.left -= len(data)
+            if not self.left:
+                self.transport.unregisterProducer()
+                os.close(self.fd)
+
+        def pauseProducing(self):
+            self.paused = True
+
+        def stopProducing(self):
+            self.left = 0
+
+    class RawSink(Protocol):
+        def dataReceived(self, data):
+            pass
+
+    reactor.listenTCP(ports[2], Factory.forProtocol(FramedSink), interface="127.0.0.1")
+    reactor.listenTCP(ports[3], Factory.forProtocol(FramedSource), interface="127.0.0.1")
+    reactor.listenTCP(ports[4], Factory.forProtocol(RawSink), interface="127.0.0.1")
+    print("ready", flush=True)
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        reactor.callLater(0, prof.enable)
+        reactor.run()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    else:
+        reactor.run()
+
+
+# -- the client side ---------------------------------------------------------------------------
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def make_source(path, size):
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        for i in range(size // MiB):
+            f.write(hashlib.sha256(i.to_bytes(8, "big")).digest() + block[32:])
+        f.write(block[:size % MiB])
+
+
+def digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while data := f.read(4 * MiB):
+            h.update(data)
+    return h.hexdigest()
+
+
+def raw_copy(port, path):
+    """Plain sockets, no framing: the ceiling of loopback from a file in the page cache."""
+    s = socket.create_connection(("127.0.0.1", port))
+    with open(path, "rb", buffering=0) as f:
+        start = time.perf_counter()
+        s.sendfile(f)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+    elapsed = time.perf_counter() - start
+    s.close()
+    return elapsed
+
+
+async def framed_copy_up(reactor, port, path):
+    from twisted.internet import defer
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.protocols.basic import Int32StringReceiver
+
+    class Sender(Int32StringReceiver):
+        def __init__(self):
+            self.done = defer.Deferred()
+
+        def stringReceived(self, s):
+            self.done.callback(None)
+
+    proto = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Sender())
+    fd, size = os.open(path, os.O_RDONLY), os.path.getsize(path)
+    state = {"pos": 0, "paused": False}
+
+    class Producer:
+        def resumeProducing(self):
+            state["paused"] = False
+            while not state["paused"] and state["pos"] < size:
+                data = os.pread(fd, min(FRAME, size - state["pos"]), state["pos"])
+                proto.transport.writeSequence((len(data).to_bytes(4, "big"), data))
+                state["pos"] += len(data)
+            if state["pos"] >= size and proto.transport.producer is not None:
+                proto.transport.unregisterProducer()
+                proto.sendString(b"end")
+
+        def pauseProducing(self):
+            state["paused"] = True
+
+        def stopProducing(self):
+            pass
+
+    start = time.perf_counter()
+    proto.transport.registerProducer(Producer(), True)
+    proto.transport.producer.resumeProducing()
+    await proto.done
+    elapsed = time.perf_counter() - start
+    os.close(fd)
+    proto.transport.loseConnection()
+    return elapsed
+
+
+async def framed_copy_down(reactor, port, path):
+    from twisted.internet import defer
+    from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+    from twisted.protocols.basic import Int32StringReceiver
+
+    size = os.path.getsize(path)
+
+    class Receiver(Int32StringReceiver):
+        MAX_LENGTH = 1 << 20
+
+        def __init__(self):
+            self.got, self.done = 0, defer.Deferred()
+
+        def stringReceived(self, s):
+            self.got += len(s)
+            if self.got >= size:
+                self.done.callback(None)
+
+    proto = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), Receiver())
+    start = time.perf_counter()
+    proto.sendString(path.encode())
+    await proto.done
+    elapsed = time.perf_counter() - start
+    proto.transport.loseConnection()
+    return elapsed
+
+
+class Bench:
+    def __init__(self, reactor, ports, fingerprint, path, size, sha):
+        self.reactor, self.ports, self.fingerprint = reactor, ports, fingerprint
+        self.path, self.size, self.sha = path, size, sha
+
+    async def client(self, tls, token=None):
+        from imclient.connect import connect
+
+        port = self.ports[1] if tls else self.ports[0]
+        c = await connect(self.reactor, "127.0.0.1", port, tls=tls, fingerprint=self.fingerprint)
+        if token:
+            await c.resume(token)
+        return c
+
+    async def login(self, name):
+        c = await self.client(False)
+        await c.register(name, "bench password")
+        self.token = (await c.login(name, "bench password"))["token"]
+        return c
+
+    async def upload(self, tls, conns, part_paths):
+        """Upload ``conns`` files at once, one per connection; returns (seconds, file ids)."""
+        from twisted.internet import defer
+
+        from imclient import transfer
+
+        clients = [await self.client(tls, self.token) for _ in range(conns)]
+        digests = [(os.path.getsize(p), self.sha if p == self.path else digest(p)) for p in part_paths]
+        start = time.perf_counter()
+        ids = await defer.gatherResults([
+            transfer.upload(c, p, size=s, sha256=h)
+            for c, p, (s, h) in zip(clients, part_paths, digests)])
+        elapsed = time.perf_counter() - start
+        for c in clients:
+            c.transport.loseConnection()
+        return elapsed, ids
+
+    async def download(self, tls, conns, file_id):
+        """Download the file in ``conns`` ranges on as many connections; data is counted, not kept."""
+        from twisted.internet import defer
+
+        clients = [await self.client(tls, self.token) for _ in range(conns)]
+        step = -(-self.size // conns)
+        start = time.perf_counter()
+        await defer.gatherResults([defer.ensureDeferred(_count_download(
+            c, file_id, i * step, min(step, self.size - i * step))) for i, c in enumerate(clients)])
+        elapsed = time.perf_counter() - start
+        for c in clients:
+            c.transport.loseConnection()
+        return elapsed
+
+
+async def _count_download(c, file_id, offset, length):
+    from twisted.internet import defer
+
+    done, state = defer.Deferred(), {"got": 0}
+
+    def on_binary(payload):
+        state["got"] += len(payload) - 18
+        if state["got"] >= length:
+            done.callback(None)
+    c.on_binary = on_binary
+    await c.request("download", file=file_id, offset=offset, length=length)
+    await done
+
+
+def split_file(path, n, workdir):
+    """n files of 1/n of ``path`` each (different content, so none is an instant upload)."""
+    size = os.path.getsize(path)
+    step = -(-size // n)
+    out = []
+    with open(path, "rb") as f:
+        for i in range(n):
+            p = os.path.join(workdir, f"part{n}-{i}.bin")
+            if not (os.path.exists(p) and os.path.getsize(p) == min(step, size - i * step)):
+                with open(p, "wb") as o:
+                    o.write(f.read(step))
+            else:
+                f.seek(step, 1)
+            out.append(p)
+    return out
+
+
+async def run(reactor, args, ports, fingerprint):
+    from twisted.internet import threads
+
+    path = os.path.join(args.workdir, "source.bin")
+    size = args.size_mib * MiB
+    await threads.deferToThread(make_source, path, size)
+    sha = await threads.deferToThread(digest, path)
+    b = Bench(reactor, ports, fingerprint, path, size, sha)
+    main = await b.login("bench")
+    results = {}
+
+    def record(name, seconds, nbytes=size):
+        results.setdefault(name, []).append(nbytes / MiB / seconds)
+
+    quarters = split_file(path, 4, args.workdir)
+    for _ in range(args.runs):
+        record("raw socket copy (up)", await threads.deferToThread(raw_copy, ports[4], path))
+        record("bare Int32StringReceiver 64 KiB frames (up)", await framed_copy_up(reactor, ports[2], path))
+        record("bare Int32StringReceiver 64 KiB frames (down)", await framed_copy_down(reactor, ports[3], path))
+        for tls in (False, True):
+            kind = "TLS" if tls else "plain"
+            seconds, (file_id,) = await b.upload(tls, 1, [path])
+            record(f"Parley upload, {kind}, 1 connection", seconds)
+            record(f"Parley download, {kind}, 1 connection", await b.download(tls, 1, file_id))
+            record(f"Parley download, {kind}, 4 connections", await b.download(tls, 4, file_id))
+            await main.request("file_delete", file=file_id)
+            seconds, ids = await b.upload(tls, 4, quarters)
+            record(f"Parley upload, {kind}, 4 connections (4 files of 1/4)", seconds)
+            for i in ids:
+                await main.request("file_delete", file=i)
+    # Instant upload: another user proves possession of the file the first user holds.
+    from imclient import transfer
+
+    seconds, (file_id,) = await b.upload(False, 1, [path])
+    other = await b.login("other")
+    instants = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        other_id = await transfer.upload(other, path, size=size, sha256=sha)
+        instants.append(time.perf_counter() - start)
+        await other.request("file_delete", file=other_id)
+    return results, instants
+
+
+def report(results, instants, args):
+    lines = [f"size {args.size_mib} MiB, median of {args.runs} runs, MiB/s", ""]
+    for name, values in results.items():
+        med = statistics.median(values)
+        lines.append(f"{name:<58} {med:9.0f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
+    lines.append("")
+    lines.append(f"instant upload of the {args.size_mib} MiB file by another user (upload_begin, "
+                 f"challenge, proof): median {statistics.median(instants) * 1000:.1f} ms")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workdir", default="/tmp/parley-bench")
+    parser.add_argument("--profile", choices=["upload", "download"], default=None,
+                        help="profile the server (cProfile) during one plain upload or download")
+    parser.add_argument("--serve", nargs=5, type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.workdir, args.serve, args.profile_server)
+        return
+    os.makedirs(args.workdir, exist_ok=True)
+    shutil.rmtree(os.path.join(args.workdir, "data"), ignore_errors=True)
+    ports = free_ports(5)
+    cmd = [sys.executable, os.path.abspath(__file__), "--workdir", args.workdir, "--serve",
+           *map(str, ports)] + (["--profile-server"] if args.profile else [])
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    from imserver import tls
+
+    fingerprint = tls.fingerprint_file(os.path.join(args.workdir, "data", "tls-cert.pem"))
+    from twisted.internet import defer, reactor
+
+    outcome = {}
+
+    async def go():
+        try:
+            if args.profile:
+                outcome["text"] = await profile_one(reactor, args, ports, fingerprint)
+            else:
+                outcome["text"] = report(*await run(reactor, args, ports, fingerprint), args)
+        finally:
+            reactor.stop()
+    reactor.callWhenRunning(lambda: defer.ensureDeferred(go()).addErrback(
+        lambda f: outcome.setdefault("error", f)))
+    reactor.run()
+    child.terminate()
+    out, _ = child.communicate()
+    if "error" in outcome:
+        outcome["error"].raiseException()
+    print(outcome["text"])
+    if args.profile:
+        print(out)
+
+
+async def profile_one(reactor, args, ports, fingerprint):
+    from twisted.internet import threads
+
+    path = os.path.join(args.workdir, "source.bin")
+    size = args.size_mib * MiB
+    await threads.deferToThread(make_source, path, size)
+    sha = await threads.deferToThread(digest, path)
+    b = Bench(reactor, ports, fingerprint, path, size, sha)
+    await b.login("bench")
+    seconds, (file_id,) = await b.upload(False, 1, [path])
+    text = f"upload: {size / MiB / seconds:.0f} MiB/s"
+    if args.profile == "download":
+        text += f"\ndownload: {size / MiB / await b.download(False, 1, file_id):.0f} MiB/s"
+    return text
+
+
+if __name__ == "__main__":
+    main()
