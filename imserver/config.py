@@ -18,6 +18,10 @@ class Config:
     max_connections_per_user: int = 8
     #: Longest message body, in characters.
     max_body: int = 4000
+    #: Chat square: posts a second per user, the burst allowed, and how many posts are kept.
+    square_rate: float = 1.0
+    square_burst: int = 5
+    square_history: int = 1000
 
     def limits(self):
         return {"max_frame": self.max_frame, "max_body": self.max_body,

@@ -92,7 +92,7 @@ class OpTable:
     def __init__(self):
         self.ops = {}
 
-    def op(self, name, auth=True, **fields):
+    def op(self, name, /, auth=True, **fields):
         def register(fn):
             if name in self.ops:
                 raise ValueError(f"op {name!r} registered twice")

@@ -26,6 +26,9 @@ class Options(usage.Options):
         ["max-connections-per-user", None, _D.max_connections_per_user,
          "Live connections (devices) one user may have at once.", int],
         ["max-body", None, _D.max_body, "Longest message body, in characters.", int],
+        ["square-rate", None, _D.square_rate, "Chat square posts a second one user may make.", float],
+        ["square-burst", None, _D.square_burst, "Chat square posts one user may make in a burst.", int],
+        ["square-history", None, _D.square_history, "Chat square posts kept (older ones are trimmed).", int],
     ]
 
     def __init__(self):
@@ -40,13 +43,17 @@ class Options(usage.Options):
     def postOptions(self):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body"):
+        for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body",
+                     "square-burst", "square-history"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["square-rate"] <= 0:
+            raise usage.UsageError("--square-rate must be positive")
 
     def config(self):
         return Config(data_dir=self["data-dir"], db_url=self["db"], listen=list(self["listen"]),
                       tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                       max_frame=self["max-frame"], max_pending_output=self["max-pending-output"],
                       max_connections_per_user=self["max-connections-per-user"],
-                      max_body=self["max-body"])
+                      max_body=self["max-body"], square_rate=self["square-rate"],
+                      square_burst=self["square-burst"], square_history=self["square-history"])

@@ -15,17 +15,22 @@ def message_push(event):
     return push
 
 
+def check_text(config, body, client_id=None):
+    """The checks every kind of send makes on its body (and client id, where it has one)."""
+    if not body.strip():
+        raise ImError("empty_body", "the message body is empty")
+    if len(body) > config.max_body:
+        raise ImError("too_large", f"the body is longer than {config.max_body} characters")
+    if client_id is not None and not client_id:
+        raise ImError("bad_request", "field 'client_id' is empty")
+
+
 @ops.op("send", to=Int(), body=Str(), client_id=Str(max_len=64))
 async def send(ctx, to, body, client_id):
     server, me = ctx.server, ctx.user.user_id
     if to == me:
         raise ImError("self_send", "you cannot send a message to yourself")
-    if not body.strip():
-        raise ImError("empty_body", "the message body is empty")
-    if len(body) > server.config.max_body:
-        raise ImError("too_large", f"the body is longer than {server.config.max_body} characters")
-    if not client_id:
-        raise ImError("bad_request", "field 'client_id' is empty")
+    check_text(server.config, body, client_id)
     job = store.Send(me, to, client_id, body, "text", None, server.now_ms())
     event, duplicate = await server.writer.submit("send", job)
     if not duplicate:
