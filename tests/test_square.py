@@ -28,6 +28,12 @@ async def test_listeners_hear_posts_and_history_pages_back(running):
     page = await carol.request("square_history", before=page["messages"][0]["id"])
     assert [m["body"] for m in page["messages"]] == ["hello, square"] and not page["more"]
     assert await error_code(alice.request("square_send", body=" ")) == "empty_body"
+    await carol.request("square_join")
+    await carol.logout()
+    await carol.login("carol", "correct horse")
+    await alice.request("square_send", body="carol logged out, so she left")
+    await quiet(0.1)
+    assert carol_pushes.of("square_message") == []
     anonymous = await running.client()
     assert await error_code(anonymous.request("square_history")) == "not_authenticated"
 

@@ -46,13 +46,15 @@ class Square:
     """The square's listeners (connections) and rate limiter."""
 
     def __init__(self, clock, config):
-        self.listeners = weakref.WeakSet()
+        self.listeners = weakref.WeakKeyDictionary()  # connection -> the session that joined
         self.limiter = TokenBucket(clock, config.square_rate, config.square_burst)
 
     def broadcast(self, message, exclude=None):
         data = wire.encode(message)
-        for conn in list(self.listeners):
-            if conn is not exclude and conn.user is not None:
+        for conn, user in list(self.listeners.items()):
+            if conn.user is not user:  # logged out since joining: the square forgets it
+                del self.listeners[conn]
+            elif conn is not exclude:
                 conn.write_frame(data)
 
 
@@ -62,13 +64,13 @@ def _square(ctx):
 
 @ops.op("square_join")
 def square_join(ctx):
-    _square(ctx).listeners.add(ctx.conn)
+    _square(ctx).listeners[ctx.conn] = ctx.user
     return {}
 
 
 @ops.op("square_leave")
 def square_leave(ctx):
-    _square(ctx).listeners.discard(ctx.conn)
+    _square(ctx).listeners.pop(ctx.conn, None)
     return {}
 
 
