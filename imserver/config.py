@@ -27,6 +27,10 @@ class Config:
     #: Instant upload of content the server holds: "global" (any user's, after a proof of
     #: possession) or "user" (only the user's own files). See docs/security.rst.
     instant_scope: str = "global"
+    #: Chat square: posts a second per user, the burst allowed, and how many posts are kept.
+    square_rate: float = 1.0
+    square_burst: int = 5
+    square_history: int = 1000
 
     def limits(self):
         return {"max_frame": self.max_frame, "max_body": self.max_body,

@@ -14,6 +14,7 @@ CODES = {
     "not_found": "The thing named does not exist (or is not visible to you).",
     "forbidden": "You may not do this.",
     "not_friends": "You can only message (or do this with) your friends.",
+    "not_member": "You are not a member of that group.",
     "self_send": "You cannot send a message to yourself.",
     "empty_body": "The message body is empty.",
     "rate_limited": "Too many requests or failed attempts; try again later.",

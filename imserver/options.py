@@ -33,6 +33,9 @@ class Options(usage.Options):
         ["instant-upload-scope", None, _D.instant_scope,
          "Instant upload of content the server already holds: 'global' (any user's, after a "
          "proof of possession) or 'user' (own files only). See docs/security.rst."],
+        ["square-rate", None, _D.square_rate, "Chat square posts a second one user may make.", float],
+        ["square-burst", None, _D.square_burst, "Chat square posts one user may make in a burst.", int],
+        ["square-history", None, _D.square_history, "Chat square posts kept (older ones are trimmed).", int],
     ]
 
     def __init__(self):
@@ -47,9 +50,12 @@ class Options(usage.Options):
     def postOptions(self):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body"):
+        for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body",
+                     "square-burst", "square-history"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be positive")
+        if self["square-rate"] <= 0:
+            raise usage.UsageError("--square-rate must be positive")
         self._check_file_options()
 
     def _check_file_options(self):
@@ -64,7 +70,8 @@ class Options(usage.Options):
                       tls_cert=self["tls-cert"], tls_key=self["tls-key"],
                       max_frame=self["max-frame"], max_pending_output=self["max-pending-output"],
                       max_connections_per_user=self["max-connections-per-user"],
-                      max_body=self["max-body"],
+                      max_body=self["max-body"], square_rate=self["square-rate"],
+                      square_burst=self["square-burst"], square_history=self["square-history"],
                       max_file_size=self["max-file-size"], user_quota=self["user-quota"],
                       upload_expiry=self["upload-expiry"],
                       instant_scope=self["instant-upload-scope"])

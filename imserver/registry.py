@@ -29,6 +29,10 @@ class INotifier(Interface):
     def push(user_id, message, exclude=None):
         """Send ``message`` (a dict) to every live connection of the user except ``exclude``."""
 
+    def push_many(user_ids, message, exclude=None):
+        """Send ``message`` to every live connection of each user except ``exclude``, encoding it
+        once; returns how many connections it was written to."""
+
     def disconnect_session(user_id, session_id, message):
         """Send ``message`` to the connections of one session, then close them."""
 
@@ -100,15 +104,22 @@ class LocalRegistry:
         return list(self._conns.get(user_id, {}).values())
 
     def push(self, user_id, message, exclude=None):
-        devices = self._conns.get(user_id)
-        if not devices:
-            return 0
-        data = wire.encode(message)  # encoded once, written to every device
+        return self.push_many((user_id,), message, exclude)
+
+    def push_many(self, user_ids, message, exclude=None):
+        data = None
         sent = 0
-        for connection in list(devices):
-            if connection is not exclude:
-                connection.write_frame(data)
-                sent += 1
+        conns = self._conns
+        for user_id in user_ids:
+            devices = conns.get(user_id)
+            if not devices:
+                continue
+            if data is None:
+                data = wire.encode(message)  # once for the whole fan-out, and not at all if nobody is on
+            for connection in list(devices):
+                if connection is not exclude:
+                    connection.write_frame(data)
+                    sent += 1
         return sent
 
     def disconnect_session(self, user_id, session_id, message):

@@ -48,3 +48,14 @@ async def befriend(a, b):
 
 async def quiet(seconds=0.05):
     await task.deferLater(reactor, seconds, lambda: None)
+
+
+async def sync_all(client, since, limit):
+    """Every event after ``since`` through ``sync`` pages of ``limit``: (events, pages, next)."""
+    events, pages = [], 0
+    while True:
+        page = await client.request("sync", since=since, limit=limit)
+        events += page["events"]
+        since, pages = page["next"], pages + 1
+        if not page["more"]:
+            return events, pages, since

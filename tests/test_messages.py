@@ -3,7 +3,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from helpers import Pushes, befriend, error_code
+from helpers import Pushes, befriend, error_code, sync_all
 from imserver.store import stream
 
 
@@ -79,13 +79,8 @@ async def test_offline_recipient_catches_up_in_pages_in_order(running):
         alice.request("send", to=bob.user_id, body=f"m{i}", client_id=f"id{i}") for i in range(250)])
     assert len({r["msg_id"] for r in replies}) == 250
     bob2 = await running.user("bob", register=False)
-    got, since, pages = [], start, 0
-    while True:
-        page = await bob2.request("sync", since=since, limit=100)
-        got += [e["body"] for e in page["events"] if e["type"] == "message"]
-        since, pages = page["next"], pages + 1
-        if not page["more"]:
-            break
+    events, pages, since = await sync_all(bob2, start, 100)
+    got = [e["body"] for e in events if e["type"] == "message"]
     assert got == [f"m{i}" for i in range(250)]  # pipelined sends keep their order
     assert pages == 3
     assert (await bob2.request("sync", since=since))["events"] == []

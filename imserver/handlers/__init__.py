@@ -8,8 +8,9 @@ from imserver.dispatch import OpTable
 ops = OpTable()
 
 from imserver.handlers import accounts, core, files, friends, messages, presence  # noqa: E402
+from imserver.handlers import groups, square  # noqa: E402
 
-_INSTALLERS = [friends.install, presence.install]
+_INSTALLERS = [friends.install, presence.install, groups.install, square.install]
 
 
 def install_hooks(server):

@@ -15,6 +15,16 @@ def message_push(event):
     return push
 
 
+def check_text(config, body, client_id=None, allow_empty=False):
+    """The checks every kind of send makes on its body (and client id, where it has one)."""
+    if not body.strip() and not allow_empty:
+        raise ImError("empty_body", "the message body is empty")
+    if len(body) > config.max_body:
+        raise ImError("too_large", f"the body is longer than {config.max_body} characters")
+    if client_id is not None and not client_id:
+        raise ImError("bad_request", "field 'client_id' is empty")
+
+
 def file_reference(file):
     """Validate a message's ``file`` field: ``{"id", "kind", "duration"?}``."""
     if file is None:
@@ -39,12 +49,7 @@ async def send(ctx, to, body, client_id, file):
     file = file_reference(file)
     if to == me:
         raise ImError("self_send", "you cannot send a message to yourself")
-    if not body.strip() and file is None:
-        raise ImError("empty_body", "the message body is empty")
-    if len(body) > server.config.max_body:
-        raise ImError("too_large", f"the body is longer than {server.config.max_body} characters")
-    if not client_id:
-        raise ImError("bad_request", "field 'client_id' is empty")
+    check_text(server.config, body, client_id, allow_empty=file is not None)
     job = store.Send(me, to, client_id, body, file["kind"] if file else "text", None,
                      server.now_ms(), file)
     event, duplicate = await server.writer.submit("send", job)
