@@ -70,6 +70,7 @@ class Client(OpsMixin):
         self.presence = {}
         self.stats = {}
         self._running = False
+        self._give_up_after = None
         self._failures = 0
         self._attempt_d = self._retry_call = self._checkpoint_call = None
         self._started = defer.Deferred()
@@ -89,10 +90,15 @@ class Client(OpsMixin):
         return self.events.on(name, fn)
 
     # Connection life.
-    def start(self):
-        """Connect and keep connected; fires once online, or fails on a fatal error."""
+    def start(self, give_up_after=None):
+        """Connect and keep connected; fires once online, or fails on a fatal error.
+
+        With ``give_up_after=n`` the client stops, and this fails with the last error, if the
+        first ``n`` attempts all fail (a command-line tool wants to say so rather than wait);
+        once online it reconnects without limit either way."""
         if not self._running:
             self._running = True
+            self._give_up_after = give_up_after
             self._attempt()
         return self.when_online()
 
@@ -189,6 +195,7 @@ class Client(OpsMixin):
             proto.transport.loseConnection()
             return
         self._failures = 0
+        self._give_up_after = None
         self.online = True
         buffered, self._buffer = self._buffer or [], None
         for push in buffered:
@@ -205,6 +212,9 @@ class Client(OpsMixin):
             return None
         if failure.check(CertificateError, SessionEnded) or (
                 failure.check(RemoteError) and failure.value.code in FATAL):
+            self._fatal(failure.value)
+            return None
+        if self._give_up_after is not None and self._failures + 1 >= self._give_up_after:
             self._fatal(failure.value)
             return None
         self._schedule_retry(failure.getErrorMessage())
