@@ -43,6 +43,11 @@ class NotConnected(Exception):
     """The client is offline; only ``send`` queues, other requests fail with this."""
 
 
+class Queued(NotConnected):
+    """The client stopped before the server acknowledged this send; it stays in the outbox and
+    goes out (with the same client id) the next time a Client for this account is online."""
+
+
 class SessionEnded(Exception):
     """The saved session is gone (logged out, revoked, or the token refused): log in again."""
 
@@ -72,7 +77,7 @@ class Client(OpsMixin):
         self._running = False
         self._give_up_after = None
         self._failures = 0
-        self._attempt_d = self._retry_call = self._checkpoint_call = None
+        self._attempt_d = self._retry_call = self._checkpoint_call = self._resend_call = None
         self._started = defer.Deferred()
         self._online_waiters = []
         self._waiting = {}  # client_id -> Deferred of a send made in this process
@@ -118,6 +123,9 @@ class Client(OpsMixin):
         proto, self.protocol = self.protocol, None
         self._went_offline("stopped")
         self._fail_waiters(NotConnected("the client was stopped"))
+        waiting, self._waiting = self._waiting, {}
+        for d in waiting.values():
+            d.errback(Queued("not acknowledged yet; kept in the outbox for the next connection"))
         if proto is not None and proto.transport is not None:
             proto.transport.loseConnection()
             return proto.lost
@@ -128,7 +136,7 @@ class Client(OpsMixin):
         return self.stop().addBoth(lambda r: self.store.close() or r)
 
     def _cancel_timers(self):
-        for name in ("_retry_call", "_checkpoint_call"):
+        for name in ("_retry_call", "_checkpoint_call", "_resend_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -360,7 +368,8 @@ class Client(OpsMixin):
     # Sending: the outbox survives drops and restarts; the server dedupes by client id.
     def send(self, to, body, client_id=None):
         """Send a message; fires with the ``send`` reply once the server has it (after reconnects,
-        if need be), or fails with ``RemoteError`` for a refusal no retry cures."""
+        if need be), or fails with ``RemoteError`` for a refusal no retry cures, or with
+        ``Queued`` if the client is stopped first (the message stays in the outbox)."""
         client_id = client_id or uuid.uuid4().hex
         self.store.outbox_add(client_id, to, body, int(time.time() * 1000))
         d = self._waiting.setdefault(client_id, defer.Deferred())
@@ -400,7 +409,8 @@ class Client(OpsMixin):
         if not failure.check(RemoteError):
             return  # the connection dropped: it stays in the outbox for the next connection
         if failure.value.code in TRANSIENT:
-            self.clock.callLater(self.retry(1), lambda: self.online and self._send_one(row))
+            if self._resend_call is None:
+                self._resend_call = self.clock.callLater(self.retry(1), self._resend)
             return
         self.store.outbox_remove(row["client_id"])
         waiting = self._waiting.pop(row["client_id"], None)
@@ -408,6 +418,11 @@ class Client(OpsMixin):
             waiting.errback(failure)
         self.events.emit("send_failed", {"client_id": row["client_id"], "to": row["to"],
                                          "code": failure.value.code, "message": failure.value.message})
+
+    def _resend(self):
+        self._resend_call = None
+        if self.online:
+            self._flush_outbox()
 
     def outbox(self):
         """Sends not yet acknowledged by the server, oldest first."""

@@ -8,7 +8,7 @@ from twisted.internet import defer, error, reactor, ssl, task
 
 from helpers import befriend, quiet
 from imclient.account import Account, KnownServers
-from imclient.client import Client, NotConnected
+from imclient.client import Client, NotConnected, Queued, SessionEnded
 from imclient.connect import PinMismatch, connect
 from imclient.events import ProgressMeter
 from imserver import tls
@@ -100,6 +100,8 @@ async def test_send_queued_offline_survives_a_client_restart_and_arrives_once(ru
     with pytest.raises(NotConnected):
         await offline.request("friends")
     await offline.close()  # the program exits with the message still queued
+    with pytest.raises(Queued):
+        await d
     bob_messages = []
     bob.subscribe(lambda p: p.get("op") == "message" and bob_messages.append(p))
     client = Client(reactor, Account.load(acct.home), retry=FAST)
@@ -166,6 +168,25 @@ async def test_friend_events_are_reported_once_across_restarts(running, tmp_path
     await wait_until(lambda: seen_again.of("friend_added"), what="friend_added")
     assert [f["username"] for f in await again.friends()] == ["bob"]
     await again.close()
+
+
+@sqlite_only
+@pytest_twisted.ensureDeferred
+async def test_a_revoked_session_stops_the_client_instead_of_reconnecting(running, tmp_path):
+    await (await running.client()).register("alice", "correct horse")
+    client = Client(reactor, account(tmp_path, "alice", running.port), password="correct horse",
+                    retry=FAST)
+    seen = Recorder(client)
+    await client.start()
+    other = await running.user("alice", device="phone", register=False)
+    mine = [s for s in (await other.request("sessions"))["sessions"] if not s["current"]]
+    await other.request("session_revoke", session=mine[0]["session"])
+    await wait_until(lambda: seen.of("error"), what="the client to stop")
+    assert seen.of("session_revoked") and isinstance(seen.of("error")[0], SessionEnded)
+    await quiet(0.3)
+    assert not client.online and seen.of("reconnecting") == []
+    assert Account.load(client.account.home).token is None
+    await client.close()
 
 
 @pytest_twisted.ensureDeferred
