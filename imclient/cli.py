@@ -242,7 +242,8 @@ async def cmd_groups(reactor, args, out):
 def _account_args(p):
     p.add_argument("username", help="your user name")
     p.add_argument("--server", metavar="HOST:PORT",
-                   help=f"the server (default 127.0.0.1:{DEFAULT_TLS_PORT}, or :{DEFAULT_PLAIN_PORT} with --plain)")
+                   help=f"the server (default 127.0.0.1:{DEFAULT_TLS_PORT}, "
+                        f"or :{DEFAULT_PLAIN_PORT} with --plain)")
     p.add_argument("--plain", action="store_true", help="plain TCP instead of TLS (loopback only!)")
     p.add_argument("--ca", metavar="PEM", help="verify the server against this CA instead of pinning")
     p.add_argument("--fingerprint", metavar="SHA256",
@@ -277,17 +278,28 @@ def build_parser():
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Sub)
     sub.required = True
+    _add_account_commands(sub)
+    _add_social_commands(sub)
+    cli_files.add_commands(sub)
+    cli_chat.add_commands(sub)
+    return parser
 
-    p = sub.add_parser("register", help="create an account (reads the password from the terminal or stdin)")
+
+def _add_account_commands(sub):
+    p = sub.add_parser("register", help="create an account (reads the password from the terminal "
+                                        "or stdin)")
     _account_args(p)
     p.add_argument("--nickname")
     p.set_defaults(run=cmd_register)
-    p = sub.add_parser("login", help="log in and save the session (password from the terminal or stdin)")
+    p = sub.add_parser("login", help="log in and save the session (password from the terminal "
+                                     "or stdin)")
     _account_args(p)
     p.add_argument("--device", help="a name for this device (shown in sessions)")
     p.set_defaults(run=cmd_login)
     sub.add_parser("logout", help="end the saved session").set_defaults(run=cmd_logout)
 
+
+def _add_social_commands(sub):
     p = sub.add_parser("send", help="send a message to a friend")
     p.add_argument("user", help="user name or id")
     p.add_argument("text", nargs="+", help="the message")
@@ -298,8 +310,9 @@ def build_parser():
     p.add_argument("--before", type=int, metavar="MSG_ID", help="only older than this message")
     p.set_defaults(run=cmd_history)
 
-    p = sub.add_parser("friends", help="list friends; friends add|accept|reject|remove USER; friends requests")
-    fsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Sub)
+    p = sub.add_parser("friends", help="list friends; friends add|accept|reject|remove USER; "
+                                       "friends requests")
+    fsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=sub._parser_class)
     fsub.add_parser("list", help="your friends (the default)")
     fsub.add_parser("requests", help="pending friend requests, both ways")
     fp = fsub.add_parser("add", help="ask USER to be your friend")
@@ -310,10 +323,6 @@ def build_parser():
         fsub.add_parser(action, help=text).add_argument("user")
     p.set_defaults(run=cmd_friends)
     sub.add_parser("groups", help="your groups (the groups op)").set_defaults(run=cmd_groups)
-
-    cli_files.add_commands(sub)
-    cli_chat.add_commands(sub)
-    return parser
 
 
 def describe(exc, args):

@@ -77,20 +77,9 @@ class ChatSession:
         return self.client.store.username(user_id) or f"#{user_id}"
 
     def subscribe(self):
-        c, p = self.client, self.printer
-        c.on("message", lambda m: p.event("message", m, f"[{time.strftime('%H:%M', time.localtime(m['ts'] / 1000))}] "
-                                                        f"{self.name(m['from'])}: {m['body']}"))
-        c.on("sent", lambda r: p.event("sent", r, f"(sent #{r['msg_id']})"))
-        c.on("send_failed", lambda r: p.event("send_failed", r, f"! not sent to {self.name(r['to'])}: "
-                                                                f"{r['message']} ({r['code']})"))
-        c.on("friend_request", lambda e: p.event("friend_request", e, None if e["from"] == c.me else
-                                                 f"* {self.name(e['from'])} asks to be your friend: "
-                                                 f"{e.get('greeting', '')} (/accept {e['from']})"))
-        c.on("friend_added", lambda e: p.event("friend_added", e, f"* you and {self.name(e['user'])} are friends"))
-        c.on("presence", lambda e: p.event("presence", e, f"* {self.name(e['user'])} is {e['status']}"))
-        c.on("offline", lambda e: p.event("offline", e, "* connection lost; reconnecting"))
-        c.on("online", lambda e: p.event("online", {"user_id": e["user_id"]}, "* online"))
-        c.on("error", lambda e: p.event("error", {"message": str(e)}, f"! {e}"))
+        for name, text in _CHAT_TEXT.items():
+            self.client.on(name, lambda e, name=name, text=text: self.printer.event(
+                name, e if isinstance(e, dict) else {"message": str(e)}, text(self, e)))
 
     async def line(self, text):
         if not text.strip():
@@ -133,6 +122,26 @@ class ChatSession:
 
     async def cmd_quit(self, _):
         self.printer.lines.readConnectionLost()
+
+
+def _hhmm(ms):
+    return time.strftime("%H:%M", time.localtime(ms / 1000))
+
+
+#: event -> its text line in chat mode (None: print nothing, but --json still shows it).
+_CHAT_TEXT = {
+    "message": lambda s, m: f"[{_hhmm(m['ts'])}] {s.name(m['from'])}: {m['body']}",
+    "sent": lambda s, r: f"(sent #{r['msg_id']})",
+    "send_failed": lambda s, r: f"! not sent to {s.name(r['to'])}: {r['message']} ({r['code']})",
+    "friend_request": lambda s, e: None if e["from"] == s.client.me else (
+        f"* {s.name(e['from'])} asks to be your friend: {e.get('greeting', '')} "
+        f"(/accept {e['from']})"),
+    "friend_added": lambda s, e: f"* you and {s.name(e['user'])} are friends",
+    "presence": lambda s, e: f"* {s.name(e['user'])} is {e['status']}",
+    "offline": lambda s, e: "* connection lost; reconnecting",
+    "online": lambda s, e: "* online again",
+    "error": lambda s, e: f"! {e}",
+}
 
 
 async def cmd_chat(reactor, args, out):

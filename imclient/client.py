@@ -15,8 +15,6 @@ Events (``client.on``): every stream event by its type (``message``, ``friend_re
 has stopped).
 """
 import os
-import time
-import uuid
 
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
@@ -26,11 +24,10 @@ from imclient.account import KnownServers
 from imclient.connect import CertificateError, connect
 from imclient.events import Emitter, ProgressMeter
 from imclient.ops import OpsMixin
+from imclient.outbox import NotConnected, OutboxMixin, Queued
 from imclient.protocol import RemoteError
 from imclient.store import LocalStore
 
-#: Send errors worth retrying later; any other error code fails the send for good.
-TRANSIENT = frozenset({"unavailable", "rate_limited", "internal", "not_authenticated"})
 #: Ops that add events to our own stream; the server pushes those to our *other* connections
 #: only, so the client syncs after them to see (and store) the result.
 STREAM_WRITES = frozenset({"friend_request", "friend_accept", "friend_reject", "friend_remove",
@@ -39,20 +36,11 @@ STREAM_WRITES = frozenset({"friend_request", "friend_accept", "friend_reject", "
 FATAL = frozenset({"bad_credentials", "bad_request"})
 
 
-class NotConnected(Exception):
-    """The client is offline; only ``send`` queues, other requests fail with this."""
-
-
-class Queued(NotConnected):
-    """The client stopped before the server acknowledged this send; it stays in the outbox and
-    goes out (with the same client id) the next time a Client for this account is online."""
-
-
 class SessionEnded(Exception):
     """The saved session is gone (logged out, revoked, or the token refused): log in again."""
 
 
-class Client(OpsMixin):
+class Client(OpsMixin, OutboxMixin):
     _log = Logger()
 
     def __init__(self, reactor, account, password=None, *, clock=None, retry=None,
@@ -78,7 +66,6 @@ class Client(OpsMixin):
         self._give_up_after = None
         self._failures = 0
         self._attempt_d = self._retry_call = self._checkpoint_call = self._resend_call = None
-        self._started = defer.Deferred()
         self._online_waiters = []
         self._waiting = {}  # client_id -> Deferred of a send made in this process
         self._inflight = set()
@@ -364,69 +351,6 @@ class Client(OpsMixin):
             self.store.add_friend(other)
         elif kind in ("friend_removed", "blocked"):
             self.store.remove_friend(other)
-
-    # Sending: the outbox survives drops and restarts; the server dedupes by client id.
-    def send(self, to, body, client_id=None):
-        """Send a message; fires with the ``send`` reply once the server has it (after reconnects,
-        if need be), or fails with ``RemoteError`` for a refusal no retry cures, or with
-        ``Queued`` if the client is stopped first (the message stays in the outbox)."""
-        client_id = client_id or uuid.uuid4().hex
-        self.store.outbox_add(client_id, to, body, int(time.time() * 1000))
-        d = self._waiting.setdefault(client_id, defer.Deferred())
-        if self.online:
-            self._send_one({"client_id": client_id, "to": to, "body": body})
-        return d
-
-    def _flush_outbox(self):
-        for row in self.store.outbox():
-            self._send_one(row)
-
-    def _send_one(self, row):
-        if row["client_id"] in self._inflight:
-            return
-        self._inflight.add(row["client_id"])
-        d = self.protocol.request("send", to=row["to"], body=row["body"], client_id=row["client_id"])
-        d.addCallbacks(lambda reply: self._acked(row["client_id"], dict(
-            reply, **{"from": self.me, "to": row["to"], "body": row["body"], "kind": "text",
-                      "client_id": row["client_id"]}), reply["duplicate"]),
-                       lambda f: self._send_failed(row, f))
-        d.addBoth(lambda r: self._inflight.discard(row["client_id"]))
-
-    def _acked(self, client_id, message, duplicate):
-        with self.store.batch():
-            self.store.add_message(message, self.me)
-            removed = self.store.outbox_remove(client_id)
-        if not removed:
-            return
-        reply = {k: message[k] for k in ("msg_id", "ts", "pos") if k in message}
-        reply.update(duplicate=duplicate, client_id=client_id, to=message["to"])
-        waiting = self._waiting.pop(client_id, None)
-        if waiting is not None:
-            waiting.callback(reply)
-        self.events.emit("sent", reply)
-
-    def _send_failed(self, row, failure):
-        if not failure.check(RemoteError):
-            return  # the connection dropped: it stays in the outbox for the next connection
-        if failure.value.code in TRANSIENT:
-            if self._resend_call is None:
-                self._resend_call = self.clock.callLater(self.retry(1), self._resend)
-            return
-        self.store.outbox_remove(row["client_id"])
-        waiting = self._waiting.pop(row["client_id"], None)
-        if waiting is not None:
-            waiting.errback(failure)
-        self.events.emit("send_failed", {"client_id": row["client_id"], "to": row["to"],
-                                         "code": failure.value.code, "message": failure.value.message})
-
-    def _resend(self):
-        self._resend_call = None
-        if self.online:
-            self._flush_outbox()
-
-    def outbox(self):
-        """Sends not yet acknowledged by the server, oldest first."""
-        return self.store.outbox()
 
     # Requests.
     def request(self, op, **fields):

@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.application.internet import backoffPolicy
 from twisted.internet import defer, error, reactor, ssl, task
 
-from helpers import befriend, quiet
+from helpers import quiet
 from imclient.account import Account, KnownServers
 from imclient.client import Client, NotConnected, Queued, SessionEnded
 from imclient.connect import PinMismatch, connect
