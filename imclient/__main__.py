@@ -1,0 +1,4 @@
+"""``python -m imclient``: the command-line client (see ``imclient.cli``)."""
+from imclient.cli import main
+
+main()

@@ -1,0 +1,207 @@
+"""``imclient upload|download|drive``: files through the server's transfer engine.
+
+The bytes move through ``imclient.transfer`` (the file engine, being built alongside); until it
+is installed these commands still ask the server, so a server without file support answers
+``unknown_op`` and the command says so in one line and fails. Nothing here pretends to succeed.
+Every transfer is recorded in the local store (path, size, SHA-256) before it starts, so
+``imclient upload --resume`` can continue what a crash interrupted.
+
+The drive op names (``drive_list``, ``drive_put``, ``drive_get``, ``drive_share``) follow the
+server's naming; docs/protocol.rst does not document the drive yet.
+"""
+import hashlib
+import os
+import sys
+import time
+
+from twisted.internet import task, threads
+
+from imclient.cli import Fail, online_client
+from imclient.events import format_progress
+
+
+def _engine():
+    try:
+        from imclient import transfer
+    except ImportError:
+        return None
+    return transfer
+
+
+def file_digest(path):
+    """(size, sha256 hex) of a local file; blocking, so it runs on a thread."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(1 << 20):
+            h.update(data)
+    return os.path.getsize(path), h.hexdigest()
+
+
+class ProgressLine:
+    """Shows ``progress`` events as one self-overwriting line on a terminal (stderr)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def __call__(self, event):
+        if self.tty:
+            self.stream.write("\r" + format_progress(event) + ("\n" if event.done else ""))
+            self.stream.flush()
+        elif event.done:
+            self.stream.write(format_progress(event) + "\n")
+
+
+def _watch(client, meter, measure, interval=0.25):
+    """Poll ``measure()`` (bytes done) into ``meter`` until stopped; returns the LoopingCall."""
+    loop = task.LoopingCall(lambda: meter.update(measure()))
+    loop.clock = client.clock
+    loop.start(interval, now=True)
+    return loop
+
+
+async def upload_file(client, path):
+    """Upload one local file, recorded as a transfer; returns the server's file id."""
+    if not os.path.isfile(path):
+        raise Fail(f"no such file: {path}")
+    size, sha256 = await threads.deferToThread(file_digest, path)
+    name = os.path.basename(path)
+    rows = [t for t in client.store.transfers() if t["direction"] == "upload"
+            and t["path"] == os.path.abspath(path) and t["sha256"] == sha256]
+    tid = rows[0]["transfer_id"] if rows else client.store.transfer_add(
+        "upload", os.path.abspath(path), name, size, sha256, int(time.time() * 1000))
+    return await _upload_transfer(client, tid, path, name, size, sha256)
+
+
+async def _upload_transfer(client, tid, path, name, size, sha256):
+    engine = _engine()
+    if engine is None:
+        reply = await client.upload_begin(name, size, sha256)  # unknown_op ends it here
+        client.store.transfer_update(tid, upload_id=reply.get("upload"), offset=reply.get("offset", 0),
+                                     updated=int(time.time() * 1000))
+        raise Fail("the server accepted the upload, but this client has no transfer engine "
+                   f"(imclient.transfer) to send the bytes; it is kept as transfer {tid}")
+    meter = client.progress_meter(tid, "upload", name, size)
+    file_id = await engine.upload(client.protocol, path, name=name, size=size, sha256=sha256)
+    meter.update(size)
+    client.store.transfer_update(tid, file_id=file_id, offset=size, state="done",
+                                 updated=int(time.time() * 1000))
+    return file_id
+
+
+async def cmd_upload(reactor, args, out):
+    client = await online_client(reactor, args)
+    client.on("progress", ProgressLine())
+    try:
+        if args.resume:
+            done = []
+            for t in [t for t in client.store.transfers() if t["direction"] == "upload"]:
+                file_id = await _upload_transfer(client, t["transfer_id"], t["path"], t["name"],
+                                                 t["size"], t["sha256"])
+                done.append({"path": t["path"], "file": file_id})
+            out.result({"uploaded": done}, "\n".join(f"{d['path']}: file {d['file']}" for d in done)
+                       or "(no unfinished uploads)")
+            return
+        if not args.path:
+            raise Fail("upload wants a PATH (or --resume)", 2)
+        file_id = await upload_file(client, args.path)
+        out.result({"path": args.path, "file": file_id}, f"uploaded {args.path}: file {file_id}")
+    finally:
+        await client.close()
+
+
+async def download_file(client, file_id, dest):
+    """Download a file by id into ``dest`` (a directory or a path); returns the local path."""
+    info = (await client.file_info(file_id))["file"]  # unknown_op ends it here
+    engine = _engine()
+    if engine is None:
+        raise Fail("the server has the file, but this client has no transfer engine "
+                   "(imclient.transfer) to receive it")
+    if dest is None or os.path.isdir(dest):
+        dest = os.path.join(dest or ".", engine.safe_name(info.get("name", ""), f"file-{file_id}"))
+    size = info.get("size", 0)
+    tid = client.store.transfer_add("download", os.path.abspath(dest), os.path.basename(dest), size,
+                                    info.get("sha256"), int(time.time() * 1000), file_id=file_id)
+    offset = os.path.getsize(dest) if os.path.exists(dest) and os.path.getsize(dest) < size else 0
+    meter = client.progress_meter(tid, "download", os.path.basename(dest), size, start=offset)
+    watch = _watch(client, meter, lambda: os.path.getsize(dest) if os.path.exists(dest) else 0)
+    try:
+        await engine.download(client.protocol, file_id, dest, offset=offset)
+    finally:
+        watch.stop()
+    meter.update(size)
+    client.store.transfer_update(tid, offset=size, state="done", updated=int(time.time() * 1000))
+    return dest
+
+
+async def cmd_download(reactor, args, out):
+    client = await online_client(reactor, args)
+    client.on("progress", ProgressLine())
+    try:
+        path = await download_file(client, args.file, args.output)
+        out.result({"file": args.file, "path": path}, f"downloaded file {args.file} to {path}")
+    finally:
+        await client.close()
+
+
+async def cmd_drive(reactor, args, out):
+    client = await online_client(reactor, args)
+    client.on("progress", ProgressLine())
+    try:
+        await _DRIVE[args.action](client, args, out)
+    finally:
+        await client.close()
+
+
+async def _drive_ls(client, args, out):
+    reply = await client.request("drive_list", path=args.path)
+    entries = reply.get("entries", [])
+    out.result(reply, "\n".join(f"{e.get('name')}  {e.get('size', '')}" for e in entries) or "(empty)")
+
+
+async def _drive_put(client, args, out):
+    remote = args.remote or "/" + os.path.basename(args.local)
+    file_id = await upload_file(client, args.local)
+    reply = await client.request("drive_put", path=remote, file=file_id)
+    out.result(reply, f"stored {args.local} as {remote}")
+
+
+async def _drive_get(client, args, out):
+    reply = await client.request("drive_get", path=args.remote)
+    path = await download_file(client, reply["file"], args.local)
+    out.result({"path": path, "remote": args.remote}, f"fetched {args.remote} to {path}")
+
+
+async def _drive_share(client, args, out):
+    reply = await client.request("drive_share", path=args.remote, user=await client.resolve(args.user))
+    out.result(reply, f"shared {args.remote} with {args.user}")
+
+
+_DRIVE = {"ls": _drive_ls, "put": _drive_put, "get": _drive_get, "share": _drive_share}
+
+
+def add_commands(sub):
+    p = sub.add_parser("upload", help="upload a file (resumable; see --resume)")
+    p.add_argument("path", nargs="?", help="the local file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue every unfinished upload recorded in the local store")
+    p.set_defaults(run=cmd_upload)
+    p = sub.add_parser("download", help="download a file by id")
+    p.add_argument("file", type=int, help="the file id")
+    p.add_argument("-o", "--output", help="where to write it (a path or a directory; default: here)")
+    p.set_defaults(run=cmd_download)
+    p = sub.add_parser("drive", help="your drive on the server: ls, put, get, share")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=sub._parser_class)
+    dsub.required = True
+    dp = dsub.add_parser("ls", help="list a drive folder (op drive_list)")
+    dp.add_argument("path", nargs="?", default="/")
+    dp = dsub.add_parser("put", help="upload LOCAL and store it at REMOTE (op drive_put)")
+    dp.add_argument("local")
+    dp.add_argument("remote", nargs="?")
+    dp = dsub.add_parser("get", help="download REMOTE to LOCAL (op drive_get)")
+    dp.add_argument("remote")
+    dp.add_argument("local", nargs="?")
+    dp = dsub.add_parser("share", help="share REMOTE with USER (op drive_share)")
+    dp.add_argument("remote")
+    dp.add_argument("user")
+    p.set_defaults(run=cmd_drive)
