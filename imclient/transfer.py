@@ -51,6 +51,7 @@ class _ChunkSender:
         self.pos, self.size, self.chunk = offset, size, chunk
         self.paused = False
         self.stopped = False
+        self.registered = False
 
     def resumeProducing(self):
         self.paused = False
@@ -71,7 +72,9 @@ class _ChunkSender:
     def stopProducing(self):
         if not self.stopped:
             self.stopped = True
-            if self.proto.transport is not None and self.proto.transport.producer is self:
+            # Compare our own flag, not transport.producer: a TLS transport keeps a wrapper there.
+            if self.registered and self.proto.transport is not None:
+                self.registered = False
                 self.proto.transport.unregisterProducer()
 
 
@@ -128,6 +131,7 @@ async def _upload(proto, path, name, mime, size, sha256):
     with open(path, "rb", buffering=0) as f:
         sender = _ChunkSender(proto, f, upload_id, reply["offset"], size, reply["chunk_size"])
         proto.transport.registerProducer(sender, True)
+        sender.registered = True
         sender.resumeProducing()
         try:
             return await done

@@ -6,29 +6,37 @@ from imserver.dispatch import Str
 from imserver.handlers import ops
 from imserver.store import friends as friends_store
 
-_log = Logger()
 STATUSES = ("online", "away", "busy")
 
 
-async def _tell_friends(server, user_id):
-    friend_ids = await server.read("friend_ids", friends_store.friend_ids, user_id)
-    push = {"op": "presence", "user": user_id}
-    push.update(server.notifier.status(user_id))
-    for friend in friend_ids:
-        server.notifier.push(friend, push)
+class Broadcaster:
+    """Tells a user's friends their presence, as it was when the broadcast was made."""
 
+    _log = Logger()
 
-def broadcast(server, user_id):
-    return defer.ensureDeferred(_tell_friends(server, user_id)).addErrback(
-        lambda f: _log.failure("presence broadcast for {user} failed", f, user=user_id))
+    def __init__(self, server):
+        self.server = server
+
+    def __call__(self, user_id):
+        push = {"op": "presence", "user": user_id}
+        push.update(self.server.notifier.status(user_id))
+        d = defer.ensureDeferred(self._send(user_id, push))
+        return d.addErrback(lambda f: self._log.failure("presence broadcast for {user} failed", f,
+                                                        user=user_id))
+
+    async def _send(self, user_id, push):
+        friend_ids = await self.server.read("friend_ids", friends_store.friend_ids, user_id)
+        for friend in friend_ids:
+            self.server.notifier.push(friend, push)
 
 
 @ops.op("presence_set", status=Str(choices=STATUSES), text=Str(required=False, default="", max_len=100))
 async def presence_set(ctx, status, text):
     ctx.server.notifier.set_status(ctx.user.user_id, status, text)
-    await broadcast(ctx.server, ctx.user.user_id)
+    await ctx.server.presence(ctx.user.user_id)
     return {}
 
 
 def install(server):
-    server.notifier.add_observer(lambda user_id, online: broadcast(server, user_id))
+    server.presence = Broadcaster(server)
+    server.notifier.add_observer(lambda user_id, online: server.presence(user_id))
