@@ -115,16 +115,28 @@ async def test_two_admins_at_once_have_exactly_one_effect(running):
         except RemoteError as e:
             return e.code
 
-    kicks = await defer.gatherResults([
-        defer.ensureDeferred(outcome(u[a].request("group_kick", group=gid, user=target))) for a in ("admin1", "admin2")])
+    def at_once(*requests):
+        return defer.gatherResults([defer.ensureDeferred(outcome(d)) for d in requests])
+
+    kicks = await at_once(*(u[a].request("group_kick", group=gid, user=target) for a in ("admin1", "admin2")))
     assert sorted(kicks) == ["not_found", "ok"]
+    # A member leaving while an admin kicks them: one of the two happens.
+    mem2 = u["mem2"].user_id
+    results = await at_once(u["mem2"].request("group_leave", group=gid),
+                            u["admin1"].request("group_kick", group=gid, user=mem2))
+    assert sorted(results) in (["not_found", "ok"], ["not_member", "ok"])
+    # Two admins approving the same request.
+    await u["mem2"].request("group_join_request", group=gid)
+    results = await at_once(*(u[a].request("group_approve", group=gid, user=mem2) for a in ("admin1", "admin2")))
+    assert sorted(results) == ["not_found", "ok"]
+    members = [m["user_id"] for m in (await u["owner"].request("group_members", group=gid))["members"]]
+    assert members.count(mem2) == 1
     # A join request approved by one admin and denied by the other at the same moment.
     await u["mem1"].request("group_join_request", group=gid, greeting="let me back")
     requests = (await u["admin1"].request("group_requests", group=gid))["requests"]
     assert [(r["user_id"], r["greeting"]) for r in requests] == [(target, "let me back")]
-    results = await defer.gatherResults([
-        defer.ensureDeferred(outcome(u["admin1"].request("group_approve", group=gid, user=target))),
-        defer.ensureDeferred(outcome(u["admin2"].request("group_deny", group=gid, user=target)))])
+    results = await at_once(u["admin1"].request("group_approve", group=gid, user=target),
+                            u["admin2"].request("group_deny", group=gid, user=target))
     assert sorted(results) == ["not_found", "ok"]
     in_group = target in {m["user_id"] for m in (await u["owner"].request("group_members", group=gid))["members"]}
     assert in_group == (results[0] == "ok")
