@@ -267,3 +267,22 @@ async def test_offline_member_catches_up_on_1000_messages(running):
     got = [e["body"] for e in events if e["type"] == "group_message"]
     assert got == [f"m{i}" for i in range(1000)] and pages == 4
     assert {g["group"]: g["unread"] for g in (await bob.request("groups"))["groups"]} == {gid: 1000}
+
+
+@pytest_twisted.ensureDeferred
+async def test_sync_pages_merge_several_groups_and_direct_messages_in_order(running):
+    alice, bob = await crew(running, "alice", "bob")
+    groups = [(await alice.request("group_create", name=f"g{i}", members=[bob.user_id]))["group_id"]
+              for i in range(3)]
+    start = (await bob.request("sync", since=0))["next"]
+    quiet_group = groups.pop()  # nothing new in it: sync does not even look
+    expected = []
+    for i in range(20):
+        if i % 5 == 4:
+            reply = await alice.request("send", to=bob.user_id, body=f"d{i}", client_id=f"d{i}")
+        else:
+            reply = await alice.request("group_send", group=groups[i % 2], body=f"g{i}", client_id=f"g{i}")
+        expected.append(reply["pos"])
+    events, pages, _ = await sync_all(bob, start, 3)
+    assert [e["pos"] for e in events] == expected and pages == 7
+    assert all(e.get("group") != quiet_group for e in events)

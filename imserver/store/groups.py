@@ -63,6 +63,7 @@ def group_event(txn, positions, group_id, type_, data, ts):
     pos = positions.take()
     txn.execute("INSERT INTO group_events (pos, group_id, type, data, ts) VALUES (?, ?, ?, ?, ?)",
                 (pos, group_id, type_, json.dumps(data), ts))
+    txn.execute("UPDATE chat_groups SET last_pos = ? WHERE id = ?", (pos, group_id))
     event = {"pos": pos, "type": type_, "ts": ts, "group": group_id}
     event.update(data)
     return event
