@@ -286,3 +286,16 @@ async def test_sync_pages_merge_several_groups_and_direct_messages_in_order(runn
     events, pages, _ = await sync_all(bob, start, 3)
     assert [e["pos"] for e in events] == expected and pages == 7
     assert all(e.get("group") != quiet_group for e in events)
+
+
+@pytest_twisted.ensureDeferred
+async def test_groups_are_bounded_by_max_group_members(running):
+    running.server.config.max_group_members = 3
+    alice, bob, carol, dave = await crew(running, "alice", "bob", "carol", "dave")
+    everyone = [bob.user_id, carol.user_id, dave.user_id]
+    assert await error_code(alice.request("group_create", name="big", members=everyone)) == "too_large"
+    gid = (await alice.request("group_create", name="g", members=everyone[:2], join_policy="open"))["group_id"]
+    assert await error_code(alice.request("group_invite", group=gid, user=dave.user_id)) == "too_large"
+    assert await error_code(dave.request("group_join", group=gid)) == "too_large"
+    await bob.request("group_leave", group=gid)
+    await dave.request("group_join", group=gid)

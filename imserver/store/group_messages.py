@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from imserver.errors import ImError
 from imserver.store import stream
-from imserver.store.groups import group_row, require_role
+from imserver.store.groups import group_row, placeholders, require_role
 
 COLUMNS = "pos, group_id, seq, sender, client_id, body, mentions, ts"
 _MENTION = re.compile(r"(?<![\w@])@(\d{1,18})\b")
@@ -36,16 +36,12 @@ def message_event(row):
             "mentions": json.loads(mentions) if mentions else [], "ts": ts}
 
 
-def _placeholders(n):
-    return ", ".join("?" * n)
-
-
 def _members_of(txn, group_ids, user_ids=None):
     """{group_id: [user_id, ...]} for the groups (only ``user_ids`` among them, if given)."""
-    sql = f"SELECT group_id, user_id FROM group_members WHERE group_id IN ({_placeholders(len(group_ids))})"
+    sql = f"SELECT group_id, user_id FROM group_members WHERE group_id IN ({placeholders(len(group_ids))})"
     args = list(group_ids)
     if user_ids is not None:
-        sql += f" AND user_id IN ({_placeholders(len(user_ids))})"
+        sql += f" AND user_id IN ({placeholders(len(user_ids))})"
         args += list(user_ids)
     out = {}
     for group_id, user_id in txn.all(sql + " ORDER BY group_id, user_id", args):
@@ -68,8 +64,8 @@ def send_batch(txn, positions, jobs):
     senders = sorted({j.sender for j in jobs})
     client_ids = sorted({j.client_id for j in jobs})
     existing = {(r[3], r[4]): r for r in txn.all(
-        f"SELECT {COLUMNS} FROM group_messages WHERE sender IN ({_placeholders(len(senders))}) "
-        f"AND client_id IN ({_placeholders(len(client_ids))})", (*senders, *client_ids))}
+        f"SELECT {COLUMNS} FROM group_messages WHERE sender IN ({placeholders(len(senders))}) "
+        f"AND client_id IN ({placeholders(len(client_ids))})", (*senders, *client_ids))}
     senders_in = _members_of(txn, sorted({j.group for j in jobs}), senders)
     fresh, outcome = {}, []
     for job in jobs:
@@ -98,7 +94,7 @@ def _insert(txn, positions, jobs):
     """Insert fresh sends in order; {(sender, client_id): (event, group members)}."""
     first = positions.take()  # locks stream_seq, so the group seq read below is ours alone
     groups = sorted({job.group for job in jobs})
-    seqs = dict(txn.all(f"SELECT id, seq FROM chat_groups WHERE id IN ({_placeholders(len(groups))})"
+    seqs = dict(txn.all(f"SELECT id, seq FROM chat_groups WHERE id IN ({placeholders(len(groups))})"
                         f"{txn.dialect.for_update}", groups))
     members = {g: tuple(ids) for g, ids in _members_of(txn, groups).items()}
     rows, out = [], {}
