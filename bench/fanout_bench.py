@@ -172,7 +172,11 @@ def drive(port, mode, messages, members, window, server_pid):
             progress["next"] += 1
             sent_at[i] = time.perf_counter()
             d = sender.request("group_send", group=gid, body=f"fan-out message {i}", client_id=str(i))
-            d.addCallback(on_ack)
+            d.addCallbacks(on_ack, on_failure)
+
+        def on_failure(failure):  # a refused send (the database went away): this run is void
+            if not acked.called:
+                acked.errback(failure)
 
         def on_ack(reply):
             progress["acked"] += 1

@@ -31,6 +31,8 @@ class Config:
     square_rate: float = 1.0
     square_burst: int = 5
     square_history: int = 1000
+    #: Most members a group may have (every group message is pushed to each of them).
+    max_group_members: int = 500
 
     def limits(self):
         return {"max_frame": self.max_frame, "max_body": self.max_body,

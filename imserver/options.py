@@ -36,6 +36,7 @@ class Options(usage.Options):
         ["square-rate", None, _D.square_rate, "Chat square posts a second one user may make.", float],
         ["square-burst", None, _D.square_burst, "Chat square posts one user may make in a burst.", int],
         ["square-history", None, _D.square_history, "Chat square posts kept (older ones are trimmed).", int],
+        ["max-group-members", None, _D.max_group_members, "Most members a group may have.", int],
     ]
 
     def __init__(self):
@@ -51,7 +52,7 @@ class Options(usage.Options):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         for name in ("max-frame", "max-pending-output", "max-connections-per-user", "max-body",
-                     "square-burst", "square-history"):
+                     "square-burst", "square-history", "max-group-members"):
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be positive")
         if self["square-rate"] <= 0:
@@ -74,4 +75,5 @@ class Options(usage.Options):
                       square_burst=self["square-burst"], square_history=self["square-history"],
                       max_file_size=self["max-file-size"], user_quota=self["user-quota"],
                       upload_expiry=self["upload-expiry"],
-                      instant_scope=self["instant-upload-scope"])
+                      instant_scope=self["instant-upload-scope"],
+                      max_group_members=self["max-group-members"])

@@ -115,16 +115,28 @@ async def test_two_admins_at_once_have_exactly_one_effect(running):
         except RemoteError as e:
             return e.code
 
-    kicks = await defer.gatherResults([
-        defer.ensureDeferred(outcome(u[a].request("group_kick", group=gid, user=target))) for a in ("admin1", "admin2")])
+    def at_once(*requests):
+        return defer.gatherResults([defer.ensureDeferred(outcome(d)) for d in requests])
+
+    kicks = await at_once(*(u[a].request("group_kick", group=gid, user=target) for a in ("admin1", "admin2")))
     assert sorted(kicks) == ["not_found", "ok"]
+    # A member leaving while an admin kicks them: one of the two happens.
+    mem2 = u["mem2"].user_id
+    results = await at_once(u["mem2"].request("group_leave", group=gid),
+                            u["admin1"].request("group_kick", group=gid, user=mem2))
+    assert sorted(results) in (["not_found", "ok"], ["not_member", "ok"])
+    # Two admins approving the same request.
+    await u["mem2"].request("group_join_request", group=gid)
+    results = await at_once(*(u[a].request("group_approve", group=gid, user=mem2) for a in ("admin1", "admin2")))
+    assert sorted(results) == ["not_found", "ok"]
+    members = [m["user_id"] for m in (await u["owner"].request("group_members", group=gid))["members"]]
+    assert members.count(mem2) == 1
     # A join request approved by one admin and denied by the other at the same moment.
     await u["mem1"].request("group_join_request", group=gid, greeting="let me back")
     requests = (await u["admin1"].request("group_requests", group=gid))["requests"]
     assert [(r["user_id"], r["greeting"]) for r in requests] == [(target, "let me back")]
-    results = await defer.gatherResults([
-        defer.ensureDeferred(outcome(u["admin1"].request("group_approve", group=gid, user=target))),
-        defer.ensureDeferred(outcome(u["admin2"].request("group_deny", group=gid, user=target)))])
+    results = await at_once(u["admin1"].request("group_approve", group=gid, user=target),
+                            u["admin2"].request("group_deny", group=gid, user=target))
     assert sorted(results) == ["not_found", "ok"]
     in_group = target in {m["user_id"] for m in (await u["owner"].request("group_members", group=gid))["members"]}
     assert in_group == (results[0] == "ok")
@@ -255,3 +267,35 @@ async def test_offline_member_catches_up_on_1000_messages(running):
     got = [e["body"] for e in events if e["type"] == "group_message"]
     assert got == [f"m{i}" for i in range(1000)] and pages == 4
     assert {g["group"]: g["unread"] for g in (await bob.request("groups"))["groups"]} == {gid: 1000}
+
+
+@pytest_twisted.ensureDeferred
+async def test_sync_pages_merge_several_groups_and_direct_messages_in_order(running):
+    alice, bob = await crew(running, "alice", "bob")
+    groups = [(await alice.request("group_create", name=f"g{i}", members=[bob.user_id]))["group_id"]
+              for i in range(3)]
+    start = (await bob.request("sync", since=0))["next"]
+    quiet_group = groups.pop()  # nothing new in it: sync does not even look
+    expected = []
+    for i in range(20):
+        if i % 5 == 4:
+            reply = await alice.request("send", to=bob.user_id, body=f"d{i}", client_id=f"d{i}")
+        else:
+            reply = await alice.request("group_send", group=groups[i % 2], body=f"g{i}", client_id=f"g{i}")
+        expected.append(reply["pos"])
+    events, pages, _ = await sync_all(bob, start, 3)
+    assert [e["pos"] for e in events] == expected and pages == 7
+    assert all(e.get("group") != quiet_group for e in events)
+
+
+@pytest_twisted.ensureDeferred
+async def test_groups_are_bounded_by_max_group_members(running):
+    running.server.config.max_group_members = 3
+    alice, bob, carol, dave = await crew(running, "alice", "bob", "carol", "dave")
+    everyone = [bob.user_id, carol.user_id, dave.user_id]
+    assert await error_code(alice.request("group_create", name="big", members=everyone)) == "too_large"
+    gid = (await alice.request("group_create", name="g", members=everyone[:2], join_policy="open"))["group_id"]
+    assert await error_code(alice.request("group_invite", group=gid, user=dave.user_id)) == "too_large"
+    assert await error_code(dave.request("group_join", group=gid)) == "too_large"
+    await bob.request("group_leave", group=gid)
+    await dave.request("group_join", group=gid)

@@ -4,6 +4,8 @@ Every change is a stream write through the GroupCommitter; once it has committed
 pushed to the members it concerns (the acting connection gets the reply instead). Who may do
 what is ``imserver.group_rules``.
 """
+import functools
+
 from imserver.dispatch import Int, List, Str
 from imserver.errors import ImError
 from imserver.group_rules import POLICIES
@@ -40,6 +42,11 @@ async def _write(ctx, fn, *args):
     return result
 
 
+def _sized(ctx, fn):
+    """A write that adds members, bounded by ``config.max_group_members``."""
+    return functools.partial(fn, max_members=ctx.server.config.max_group_members)
+
+
 def _name(name):
     name = name.strip()
     if not name:
@@ -50,15 +57,13 @@ def _name(name):
 def _user_ids(members):
     if any(isinstance(m, bool) or not isinstance(m, int) for m in members):
         raise ImError("bad_request", "field 'members' must be a list of user ids")
-    if len(members) > 500:
-        raise ImError("too_large", "at most 500 members at creation")
     return members
 
 
 @ops.op("group_create", name=Str(**NAME), members=List(required=False, default=[]),
         join_policy=Str(required=False, default="approval", choices=POLICIES))
 async def group_create(ctx, name, members, join_policy):
-    group_id = await _write(ctx, store.create, _name(name), _user_ids(members), join_policy)
+    group_id = await _write(ctx, _sized(ctx, store.create), _name(name), _user_ids(members), join_policy)
     return {"group_id": group_id}
 
 
@@ -87,23 +92,23 @@ async def group_requests(ctx, group):
 
 @ops.op("group_invite", group=Int(), user=Int())
 async def group_invite(ctx, group, user):
-    return {"status": await _write(ctx, store.invite, group, user)}
+    return {"status": await _write(ctx, _sized(ctx, store.invite), group, user)}
 
 
 @ops.op("group_join", group=Int())
 async def group_join(ctx, group):
-    await _write(ctx, store.join, group)
+    await _write(ctx, _sized(ctx, store.join), group)
     return {}
 
 
 @ops.op("group_join_request", group=Int(), greeting=Str(required=False, default="", max_len=255))
 async def group_join_request(ctx, group, greeting):
-    return {"status": await _write(ctx, store.join_request, group, greeting)}
+    return {"status": await _write(ctx, _sized(ctx, store.join_request), group, greeting)}
 
 
 @ops.op("group_approve", group=Int(), user=Int())
 async def group_approve(ctx, group, user):
-    await _write(ctx, store.approve, group, user)
+    await _write(ctx, _sized(ctx, store.approve), group, user)
     return {}
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from imserver.errors import ImError
 from imserver.store import stream
-from imserver.store.groups import group_row, require_role
+from imserver.store.groups import group_row, placeholders, require_role
 
 COLUMNS = "pos, group_id, seq, sender, client_id, body, mentions, ts"
 _MENTION = re.compile(r"(?<![\w@])@(\d{1,18})\b")
@@ -36,16 +36,12 @@ def message_event(row):
             "mentions": json.loads(mentions) if mentions else [], "ts": ts}
 
 
-def _placeholders(n):
-    return ", ".join("?" * n)
-
-
 def _members_of(txn, group_ids, user_ids=None):
     """{group_id: [user_id, ...]} for the groups (only ``user_ids`` among them, if given)."""
-    sql = f"SELECT group_id, user_id FROM group_members WHERE group_id IN ({_placeholders(len(group_ids))})"
+    sql = f"SELECT group_id, user_id FROM group_members WHERE group_id IN ({placeholders(len(group_ids))})"
     args = list(group_ids)
     if user_ids is not None:
-        sql += f" AND user_id IN ({_placeholders(len(user_ids))})"
+        sql += f" AND user_id IN ({placeholders(len(user_ids))})"
         args += list(user_ids)
     out = {}
     for group_id, user_id in txn.all(sql + " ORDER BY group_id, user_id", args):
@@ -68,8 +64,8 @@ def send_batch(txn, positions, jobs):
     senders = sorted({j.sender for j in jobs})
     client_ids = sorted({j.client_id for j in jobs})
     existing = {(r[3], r[4]): r for r in txn.all(
-        f"SELECT {COLUMNS} FROM group_messages WHERE sender IN ({_placeholders(len(senders))}) "
-        f"AND client_id IN ({_placeholders(len(client_ids))})", (*senders, *client_ids))}
+        f"SELECT {COLUMNS} FROM group_messages WHERE sender IN ({placeholders(len(senders))}) "
+        f"AND client_id IN ({placeholders(len(client_ids))})", (*senders, *client_ids))}
     senders_in = _members_of(txn, sorted({j.group for j in jobs}), senders)
     fresh, outcome = {}, []
     for job in jobs:
@@ -98,7 +94,7 @@ def _insert(txn, positions, jobs):
     """Insert fresh sends in order; {(sender, client_id): (event, group members)}."""
     first = positions.take()  # locks stream_seq, so the group seq read below is ours alone
     groups = sorted({job.group for job in jobs})
-    seqs = dict(txn.all(f"SELECT id, seq FROM chat_groups WHERE id IN ({_placeholders(len(groups))})"
+    seqs = dict(txn.all(f"SELECT id, seq FROM chat_groups WHERE id IN ({placeholders(len(groups))})"
                         f"{txn.dialect.for_update}", groups))
     members = {g: tuple(ids) for g, ids in _members_of(txn, groups).items()}
     rows, out = [], {}
@@ -112,7 +108,9 @@ def _insert(txn, positions, jobs):
         rows.append(row)
         out[(job.sender, job.client_id)] = (message_event(row), members[job.group])
     txn.executemany(f"INSERT INTO group_messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    txn.executemany("UPDATE chat_groups SET seq = ? WHERE id = ?", [(seqs[g], g) for g in groups])
+    last = {job.group: row[0] for job, row in zip(jobs, rows)}
+    txn.executemany("UPDATE chat_groups SET seq = ?, last_pos = ? WHERE id = ?",
+                    [(seqs[g], last[g], g) for g in groups])
     return out
 
 
@@ -143,29 +141,52 @@ def mark_read(txn, positions, me, group_id, msg_id, ts):
     return [([user_id], event)]
 
 
-_SPANS = (
-    "JOIN group_members s ON s.group_id = x.group_id AND s.user_id = ? WHERE x.pos > ? AND x.pos >= s.joined_pos",
-    "JOIN group_departures s ON s.group_id = x.group_id AND s.user_id = ? "
-    "WHERE x.pos > ? AND x.pos >= s.joined_pos AND x.pos <= s.left_pos",
+def _spans(txn, user_id, since):
+    """``[(group_id, after, upto)]``: the user's membership spans with anything after ``since``
+    (``chat_groups.last_pos`` skips the quiet groups), as exclusive/inclusive position bounds."""
+    current = txn.all("SELECT m.group_id, m.joined_pos FROM group_members m JOIN chat_groups g ON g.id = m.group_id "
+                      "WHERE m.user_id = ? AND g.last_pos > ?", (user_id, since))
+    past = txn.all("SELECT group_id, joined_pos, left_pos FROM group_departures WHERE user_id = ? AND left_pos > ?",
+                   (user_id, since))
+    return ([(g, max(since, joined - 1), _NO_END) for g, joined in current]
+            + [(g, max(since, joined - 1), left) for g, joined, left in past])
+
+
+_NO_END = 2 ** 62
+_SOURCE_QUERIES = (
+    (f"SELECT {COLUMNS} FROM group_messages WHERE group_id = ? AND pos > ? AND pos <= ? ORDER BY pos LIMIT ?",
+     "message"),
+    ("SELECT pos, group_id, type, data, ts FROM group_events WHERE group_id = ? AND pos > ? AND pos <= ? "
+     "ORDER BY pos LIMIT ?", "event"),
 )
 
 
+def _source_event(user_id, kind, row):
+    if kind == "message":
+        event = message_event(row)
+        if user_id in event["mentions"]:
+            event["mentioned"] = True
+        return event
+    pos, group_id, type_, data, ts = row
+    event = {"pos": pos, "type": type_, "ts": ts, "group": group_id}
+    event.update(json.loads(data))
+    return event
+
+
 def _group_source(txn, user_id, since, limit):
-    """Stream source: group messages and group events inside the user's membership spans."""
-    out = []
-    for spans in _SPANS:
-        for row in txn.all(f"SELECT x.pos, x.group_id, x.seq, x.sender, x.client_id, x.body, x.mentions, x.ts "
-                           f"FROM group_messages x {spans} ORDER BY x.pos LIMIT ?", (user_id, since, limit)):
-            event = message_event(row)
-            if user_id in event["mentions"]:
-                event["mentioned"] = True
-            out.append((row[0], event))
-        for pos, group_id, type_, data, ts in txn.all(
-                f"SELECT x.pos, x.group_id, x.type, x.data, x.ts FROM group_events x {spans} "
-                "ORDER BY x.pos LIMIT ?", (user_id, since, limit)):
-            event = {"pos": pos, "type": type_, "ts": ts, "group": group_id}
-            event.update(json.loads(data))
-            out.append((pos, event))
+    """Stream source: group messages and group events inside the user's membership spans.
+
+    One indexed range query per active span and table; once ``limit`` events are in hand, later
+    queries stop at the ``limit``-th position, so a page never reads more than it can return."""
+    out, bound = [], _NO_END
+    for group_id, after, upto in _spans(txn, user_id, since):
+        for sql, kind in _SOURCE_QUERIES:
+            rows = txn.all(sql, (group_id, after, min(upto, bound), limit))
+            out.extend((row[0], _source_event(user_id, kind, row)) for row in rows)
+            if len(out) >= limit:
+                out.sort(key=lambda pair: pair[0])
+                del out[limit:]
+                bound = out[-1][0]
     return out
 
 

@@ -15,7 +15,8 @@ from imserver.store.stream import append_event
 GROUP_COLUMNS = "id, name, announcement, join_policy, owner, created"
 
 
-def _placeholders(n):
+def placeholders(n):
+    """``?, ?, ?`` for n values."""
     return ", ".join("?" * n)
 
 
@@ -63,6 +64,7 @@ def group_event(txn, positions, group_id, type_, data, ts):
     pos = positions.take()
     txn.execute("INSERT INTO group_events (pos, group_id, type, data, ts) VALUES (?, ?, ?, ?, ?)",
                 (pos, group_id, type_, json.dumps(data), ts))
+    txn.execute("UPDATE chat_groups SET last_pos = ? WHERE id = ?", (pos, group_id))
     event = {"pos": pos, "type": type_, "ts": ts, "group": group_id}
     event.update(data)
     return event
@@ -73,9 +75,15 @@ def _insert_member(txn, group_id, user_id, role, pos, ts):
                 "VALUES (?, ?, ?, ?, ?, ?)", (group_id, user_id, role, pos, pos, ts))
 
 
-def _add_member(txn, positions, group_id, user_id, by, via, ts):
+def _check_size(count, max_members):
+    if max_members is not None and count > max_members:
+        raise ImError("too_large", f"a group has at most {max_members} members")
+
+
+def _add_member(txn, positions, group_id, user_id, by, via, ts, max_members):
     if role_of(txn, group_id, user_id) is not None:
         raise ImError("exists", "that user is a member already")
+    _check_size(txn.one("SELECT COUNT(*) FROM group_members WHERE group_id = ?", (group_id,))[0] + 1, max_members)
     txn.execute("DELETE FROM group_requests WHERE group_id = ? AND user_id = ?", (group_id, user_id))
     event = group_event(txn, positions, group_id, "group_member_joined",
                         {"user": user_id, "by": by, "via": via}, ts)
@@ -85,7 +93,7 @@ def _add_member(txn, positions, group_id, user_id, by, via, ts):
 
 def _remove_members(txn, group_id, user_ids, left_pos):
     """End the membership spans of ``user_ids`` at ``left_pos`` (inclusive)."""
-    marks = _placeholders(len(user_ids))
+    marks = placeholders(len(user_ids))
     rows = txn.all(f"SELECT user_id, joined_pos FROM group_members WHERE group_id = ? AND user_id IN ({marks})",
                    (group_id, *user_ids))
     txn.executemany("INSERT INTO group_departures (group_id, user_id, joined_pos, left_pos) VALUES (?, ?, ?, ?)",
@@ -97,15 +105,16 @@ def _require_friends(txn, me, user_ids):
     if not user_ids:
         return
     found = {r[0] for r in txn.all(
-        f"SELECT friend_id FROM friends WHERE user_id = ? AND friend_id IN ({_placeholders(len(user_ids))})",
+        f"SELECT friend_id FROM friends WHERE user_id = ? AND friend_id IN ({placeholders(len(user_ids))})",
         (me, *user_ids))}
     strangers = sorted(set(user_ids) - found)
     if strangers:
         raise ImError("not_friends", "you can only add your friends to a group", users=strangers)
 
 
-def create(txn, positions, me, name, members, join_policy, ts):
+def create(txn, positions, me, name, members, join_policy, ts, max_members=None):
     members = sorted(set(members) - {me})
+    _check_size(len(members) + 1, max_members)
     _require_friends(txn, me, members)
     txn.execute("INSERT INTO chat_groups (name, announcement, join_policy, owner, seq, created, disbanded) "
                 "VALUES (?, '', ?, ?, 0, ?, 0)", (name, join_policy, me, ts))
@@ -118,14 +127,14 @@ def create(txn, positions, me, name, members, join_policy, ts):
     return group_id, [([me] + members, event)]
 
 
-def invite(txn, positions, me, group_id, user, ts):
+def invite(txn, positions, me, group_id, user, ts, max_members=None):
     """Add a friend, or (a plain member in an 'approval' group) ask the admins to."""
     group, role = require_role(txn, group_id, me, "invite")
     if role_of(txn, group_id, user) is not None:
         raise ImError("exists", "that user is a member already")
     _require_friends(txn, me, [user])
     if group["join_policy"] == "open" or rules.allowed("add_directly", role):
-        return "joined", _add_member(txn, positions, group_id, user, me, "invite", ts)
+        return "joined", _add_member(txn, positions, group_id, user, me, "invite", ts, max_members)
     return "pending", _request(txn, positions, group_id, user, me, "", ts)
 
 
@@ -145,19 +154,19 @@ def _to_each(txn, positions, user_ids, type_, data, ts):
     return [([uid], append_event(txn, positions, uid, type_, data, ts)[1]) for uid in sorted(user_ids)]
 
 
-def join(txn, positions, me, group_id, ts):
+def join(txn, positions, me, group_id, ts, max_members=None):
     """Join an open group by id."""
     group = group_row(txn, group_id)
     if group["join_policy"] != "open":
         raise ImError("forbidden", "this group needs an admin's approval: use group_join_request")
-    return _add_member(txn, positions, group_id, me, None, "join", ts)
+    return _add_member(txn, positions, group_id, me, None, "join", ts, max_members)
 
 
-def join_request(txn, positions, me, group_id, greeting, ts):
+def join_request(txn, positions, me, group_id, greeting, ts, max_members=None):
     """Ask to join; an open group lets you straight in."""
     group = group_row(txn, group_id)
     if group["join_policy"] == "open":
-        return "joined", _add_member(txn, positions, group_id, me, None, "join", ts)
+        return "joined", _add_member(txn, positions, group_id, me, None, "join", ts, max_members)
     return "pending", _request(txn, positions, group_id, me, None, greeting, ts)
 
 
@@ -167,10 +176,10 @@ def _take_request(txn, group_id, user):
         raise ImError("not_found", "no pending join request for that user")
 
 
-def approve(txn, positions, me, group_id, user, ts):
+def approve(txn, positions, me, group_id, user, ts, max_members=None):
     require_role(txn, group_id, me, "approve")
     _take_request(txn, group_id, user)
-    return _add_member(txn, positions, group_id, user, me, "approve", ts)
+    return _add_member(txn, positions, group_id, user, me, "approve", ts, max_members)
 
 
 def deny(txn, positions, me, group_id, user, ts):

@@ -2,6 +2,7 @@
 -- Group messages and group events take positions from stream_seq like 1:1 messages: each is
 -- stored once and appears in the stream of every user whose membership span covers its position
 -- (current members from joined_pos on; departed members in [joined_pos, left_pos]).
+-- chat_groups.last_pos is the group's newest position, so sync skips groups with nothing new.
 CREATE TABLE chat_groups (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     name         VARCHAR(64)   NOT NULL,
@@ -9,6 +10,7 @@ CREATE TABLE chat_groups (
     join_policy  VARCHAR(16)   NOT NULL DEFAULT 'approval',
     owner        INTEGER       NOT NULL REFERENCES users(id),
     seq          BIGINT        NOT NULL DEFAULT 0,
+    last_pos     BIGINT        NOT NULL DEFAULT 0,
     created      BIGINT        NOT NULL,
     disbanded    INTEGER       NOT NULL DEFAULT 0
 );
