@@ -108,6 +108,13 @@ def test_register_login_friends_send_history_end_to_end(server, tmp_path):
     text = ok(imclient(alice_home, "history", "bob"))
     assert text.splitlines()[0].endswith("alice: hello there")
     assert text.splitlines()[1].endswith("bob: hi alice")
+    # With the server gone, history still comes from the local store.
+    [account_file] = alice_home.glob("accounts/*/account.json")
+    saved = json.loads(account_file.read_text())
+    account_file.write_text(json.dumps(dict(saved, port=free_port())))
+    offline = imclient(alice_home, "history", "bob")
+    assert offline.returncode == 0 and "offline" in offline.stderr, offline.stderr
+    assert offline.stdout == text
 
 
 def test_errors_are_one_line_and_a_failing_status(server, tmp_path):
