@@ -348,8 +348,9 @@ async def _run(reactor, args):
     try:
         await work
     except defer.TimeoutError:
-        print(f"imclient: {args.command} timed out after {args.timeout:g}s (a message not yet "
-              "acknowledged stays queued and goes out with the next command)", file=sys.stderr)
+        note = (" (the message stays queued and goes out with the next command)"
+                if args.command == "send" else "")
+        print(f"imclient: {args.command} timed out after {args.timeout:g}s{note}", file=sys.stderr)
         raise SystemExit(1) from None
     except Exception as e:  # every failure becomes one line, never a traceback
         print(f"imclient: {describe(e, args)}", file=sys.stderr)
