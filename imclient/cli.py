@@ -13,6 +13,7 @@ import sys
 import time
 
 from twisted.internet import defer, error, task
+from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from imclient.account import DEFAULT_HOME, Account, KnownServers
 from imclient.client import Client, NotConnected, SessionEnded
@@ -266,6 +267,8 @@ def build_parser():
     parser.add_argument("--account", metavar="NAME",
                         help="which saved account (user, or user@host_port; default: the last login)")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the client does (connections, retries) to stderr")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                         help="give up on a command after this long (default 60; not for chat/lan)")
     # --json may come after the command too (imclient friends --json).
@@ -359,4 +362,6 @@ async def _run(reactor, args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     task.react(lambda reactor: defer.ensureDeferred(_run(reactor, args)))

@@ -9,7 +9,8 @@ handled once: events whose position was seen are dropped, messages are stored by
 
 Events (``client.on``): every stream event by its type (``message``, ``friend_request``,
 ``friend_added``, ``friend_removed``, ``friend_rejected``, ``blocked``, ``unblocked``,
-``receipt``, and group events as the server adds them) and the pushes ``presence`` and
+``receipt``, and group events as the server adds them; ``message`` includes what you sent from
+your other devices, and never what this client sent) and the pushes ``presence`` and
 ``session_revoked``; and the client's own ``online``, ``offline``, ``reconnecting``, ``pinned``,
 ``sent``, ``send_failed``, ``progress`` (a ``ProgressEvent``) and ``error`` (fatal: the client
 has stopped).
