@@ -138,6 +138,25 @@ def test_errors_are_one_line_and_a_failing_status(server, tmp_path):
     assert "unknown_op" in one_line_failure(imclient(home, "drive", "ls"))
 
 
+def test_unfinished_transfers_are_offered_after_a_restart(server, tmp_path):
+    from imclient.account import Account
+    from imclient.store import LocalStore
+
+    home = signed_up(tmp_path, server, "hank")
+    assert "no unfinished" in ok(imclient(home, "transfers"))
+    store = LocalStore(Account.load(str(home)).store_path)  # as a crashed upload left it
+    store.transfer_add("upload", "/data/big.iso", "big.iso", 1 << 30, "ab" * 32, 1)
+    store.close()
+    [row] = json.loads(ok(imclient(home, "--json", "transfers")))["transfers"]
+    assert (row["path"], row["size"], row["state"]) == ("/data/big.iso", 1 << 30, "active")
+    payload = tmp_path / "small.bin"
+    payload.write_bytes(b"y" * 10)
+    result = imclient(home, "upload", str(payload))
+    assert "1 unfinished upload(s)" in result.stderr and "upload --resume" in result.stderr
+    assert result.returncode != 0 and "unknown_op" in result.stderr  # this server has no files yet
+    assert len(json.loads(ok(imclient(home, "--json", "transfers")))["transfers"]) == 1
+
+
 def test_changed_certificate_is_refused_by_the_cli(server, tmp_path):
     home = signed_up(tmp_path, server, "erin")
     pins = home / "known_servers.json"
@@ -149,7 +168,7 @@ def test_changed_certificate_is_refused_by_the_cli(server, tmp_path):
 def test_help_documents_every_command():
     out = ok(imclient("/nonexistent", "--help"))
     commands = ("register", "login", "logout", "send", "history", "friends", "groups", "upload",
-                "download", "drive", "chat", "lan")
+                "download", "transfers", "drive", "chat", "lan")
     for command in commands:
         assert command in out, command
         assert "usage: imclient" in ok(imclient("/nonexistent", command, "--help"))
