@@ -74,10 +74,12 @@ class Account:
     user_id: int | None = None
     token: str | None = None
     device: str | None = None
+    #: The directory name it was loaded from (it stays put if the server's address is edited).
+    loaded_as: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def name(self):
-        return f"{self.username}@{self.host}_{self.port}"
+        return self.loaded_as or f"{self.username}@{self.host}_{self.port}"
 
     @property
     def directory(self):
@@ -89,7 +91,7 @@ class Account:
 
     def save(self, make_current=True):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        data = {k: v for k, v in dataclasses.asdict(self).items() if k != "home"}
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("home", "loaded_as")}
         _write_private(os.path.join(self.directory, "account.json"), json.dumps(data, indent=1) + "\n")
         if make_current:
             _write_private(os.path.join(self.home, "current"), self.name + "\n")
@@ -109,7 +111,7 @@ class Account:
                                   f"{name!r} is ambiguous: {', '.join(matches)}")
             directory = os.path.join(home, "accounts", matches[0])
         with open(os.path.join(directory, "account.json"), encoding="utf-8") as f:
-            return cls(home=home, **json.load(f))
+            return cls(home=home, loaded_as=os.path.basename(directory), **json.load(f))
 
 
 def _read(path):

@@ -13,6 +13,7 @@ import sys
 import time
 
 from twisted.internet import defer, error, task
+from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from imclient.account import DEFAULT_HOME, Account, KnownServers
 from imclient.client import Client, NotConnected, SessionEnded
@@ -266,6 +267,10 @@ def build_parser():
     parser.add_argument("--account", metavar="NAME",
                         help="which saved account (user, or user@host_port; default: the last login)")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the client does (connections, retries) to stderr")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="give up on a command after this long (default 60; not for chat/lan)")
     # --json may come after the command too (imclient friends --json).
     json_after = argparse.ArgumentParser(add_help=False)
     json_after.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -340,10 +345,16 @@ def describe(exc, args):
 
 async def _run(reactor, args):
     out = Output(args.json)
+    work = defer.ensureDeferred(args.run(reactor, args, out))
+    if not getattr(args, "interactive", False):
+        work.addTimeout(args.timeout, reactor)
     try:
-        await args.run(reactor, args, out)
-    except defer.CancelledError:
-        raise SystemExit(130) from None
+        await work
+    except defer.TimeoutError:
+        note = (" (the message stays queued and goes out with the next command)"
+                if args.command == "send" else "")
+        print(f"imclient: {args.command} timed out after {args.timeout:g}s{note}", file=sys.stderr)
+        raise SystemExit(1) from None
     except Exception as e:  # every failure becomes one line, never a traceback
         print(f"imclient: {describe(e, args)}", file=sys.stderr)
         raise SystemExit(getattr(e, "status", 1)) from None
@@ -351,4 +362,6 @@ async def _run(reactor, args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     task.react(lambda reactor: defer.ensureDeferred(_run(reactor, args)))

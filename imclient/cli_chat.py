@@ -207,7 +207,7 @@ def add_commands(sub):
     p.add_argument("--to", metavar="USER", help="start talking to USER")
     p.add_argument("--wait", type=float, default=10.0,
                    help="at end of input, seconds to wait for unacknowledged sends (default 10)")
-    p.set_defaults(run=cmd_chat)
+    p.set_defaults(run=cmd_chat, interactive=True)
     p = sub.add_parser("lan", help="group chat on the LAN by multicast, no server (docs/lan.rst)")
     p.add_argument("nickname")
     p.add_argument("--group", default=DEFAULT_GROUP, help=f"multicast group (default {DEFAULT_GROUP})")
@@ -218,4 +218,4 @@ def add_commands(sub):
                                         "(or $PARLEY_LAN_PASSPHRASE)")
     p.add_argument("--linger", type=float, default=1.0,
                    help="seconds to stay after end of input so the last lines are delivered")
-    p.set_defaults(run=cmd_lan)
+    p.set_defaults(run=cmd_lan, interactive=True)

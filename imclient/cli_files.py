@@ -16,8 +16,11 @@ import time
 
 from twisted.internet import task, threads
 
+from imclient.account import Account
 from imclient.cli import Fail, online_client
+from imclient.store import LocalStore
 from imclient.events import format_progress
+from imclient.protocol import RemoteError
 
 
 def _engine():
@@ -70,7 +73,12 @@ async def upload_file(client, path):
             and t["path"] == os.path.abspath(path) and t["sha256"] == sha256]
     tid = rows[0]["transfer_id"] if rows else client.store.transfer_add(
         "upload", os.path.abspath(path), name, size, sha256, int(time.time() * 1000))
-    return await _upload_transfer(client, tid, path, name, size, sha256)
+    try:
+        return await _upload_transfer(client, tid, path, name, size, sha256)
+    except RemoteError as e:
+        if e.code == "unknown_op":  # nothing began: there is nothing to resume either
+            client.store.transfer_remove(tid)
+        raise
 
 
 async def _upload_transfer(client, tid, path, name, size, sha256):
@@ -89,6 +97,25 @@ async def _upload_transfer(client, tid, path, name, size, sha256):
     return file_id
 
 
+async def cmd_transfers(reactor, args, out):
+    """Unfinished transfers from the local store (no server needed): what a crash interrupted."""
+    store = LocalStore(Account.load(args.home, args.account).store_path)
+    try:
+        rows = store.transfers()
+    finally:
+        store.close()
+    out.result({"transfers": rows}, "\n".join(
+        f"#{t['transfer_id']} {t['direction']} {t['path']}  {t['offset']}/{t['size']} bytes"
+        for t in rows) or "(no unfinished transfers)")
+
+
+def _offer_resume(client):
+    waiting = [t for t in client.store.transfers() if t["direction"] == "upload"]
+    if waiting:
+        print(f"imclient: {len(waiting)} unfinished upload(s) from before; continue them with "
+              "imclient upload --resume", file=sys.stderr)
+
+
 async def cmd_upload(reactor, args, out):
     client = await online_client(reactor, args)
     client.on("progress", ProgressLine())
@@ -104,6 +131,7 @@ async def cmd_upload(reactor, args, out):
             return
         if not args.path:
             raise Fail("upload wants a PATH (or --resume)", 2)
+        _offer_resume(client)
         file_id = await upload_file(client, args.path)
         out.result({"path": args.path, "file": file_id}, f"uploaded {args.path}: file {file_id}")
     finally:
@@ -181,6 +209,8 @@ _DRIVE = {"ls": _drive_ls, "put": _drive_put, "get": _drive_get, "share": _drive
 
 
 def add_commands(sub):
+    sub.add_parser("transfers", help="unfinished uploads and downloads (from the local store)"
+                   ).set_defaults(run=cmd_transfers)
     p = sub.add_parser("upload", help="upload a file (resumable; see --resume)")
     p.add_argument("path", nargs="?", help="the local file")
     p.add_argument("--resume", action="store_true",

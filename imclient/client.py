@@ -9,7 +9,8 @@ handled once: events whose position was seen are dropped, messages are stored by
 
 Events (``client.on``): every stream event by its type (``message``, ``friend_request``,
 ``friend_added``, ``friend_removed``, ``friend_rejected``, ``blocked``, ``unblocked``,
-``receipt``, and group events as the server adds them) and the pushes ``presence`` and
+``receipt``, and group events as the server adds them; ``message`` includes what you sent from
+your other devices, and never what this client sent) and the pushes ``presence`` and
 ``session_revoked``; and the client's own ``online``, ``offline``, ``reconnecting``, ``pinned``,
 ``sent``, ``send_failed``, ``progress`` (a ``ProgressEvent``) and ``error`` (fatal: the client
 has stopped).
@@ -111,7 +112,7 @@ class Client(OpsMixin, OutboxMixin):
         self._went_offline("stopped")
         self._fail_waiters(NotConnected("the client was stopped"))
         waiting, self._waiting = self._waiting, {}
-        for d in waiting.values():
+        for d in [d for d in waiting.values() if not d.called]:
             d.errback(Queued("not acknowledged yet; kept in the outbox for the next connection"))
         if proto is not None and proto.transport is not None:
             proto.transport.loseConnection()
@@ -197,7 +198,7 @@ class Client(OpsMixin, OutboxMixin):
             self._on_push(push)
         self._flush_outbox()
         waiters, self._online_waiters = self._online_waiters, []
-        for d in waiters:
+        for d in [d for d in waiters if not d.called]:  # a caller may have cancelled its wait
             d.callback(self)
         self.events.emit("online", {"user_id": self.me, "server": proto.server_info})
 
@@ -250,7 +251,7 @@ class Client(OpsMixin, OutboxMixin):
 
     def _fail_waiters(self, error):
         waiters, self._online_waiters = self._online_waiters, []
-        for d in waiters:
+        for d in [d for d in waiters if not d.called]:
             d.errback(error)
 
     # The stream: catch-up, pushes, and handling each event once.

@@ -63,7 +63,7 @@ class OutboxMixin:
         reply = {k: message[k] for k in ("msg_id", "ts", "pos") if k in message}
         reply.update(duplicate=duplicate, client_id=client_id, to=message["to"])
         waiting = self._waiting.pop(client_id, None)
-        if waiting is not None:
+        if waiting is not None and not waiting.called:  # the caller may have cancelled it
             waiting.callback(reply)
         self.events.emit("sent", reply)
 
@@ -76,7 +76,7 @@ class OutboxMixin:
             return
         self.store.outbox_remove(row["client_id"])
         waiting = self._waiting.pop(row["client_id"], None)
-        if waiting is not None:
+        if waiting is not None and not waiting.called:
             waiting.errback(failure)
         self.events.emit("send_failed", {"client_id": row["client_id"], "to": row["to"],
                                          "code": failure.value.code, "message": failure.value.message})

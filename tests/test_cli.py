@@ -108,6 +108,13 @@ def test_register_login_friends_send_history_end_to_end(server, tmp_path):
     text = ok(imclient(alice_home, "history", "bob"))
     assert text.splitlines()[0].endswith("alice: hello there")
     assert text.splitlines()[1].endswith("bob: hi alice")
+    # With the server gone, history still comes from the local store.
+    [account_file] = alice_home.glob("accounts/*/account.json")
+    saved = json.loads(account_file.read_text())
+    account_file.write_text(json.dumps(dict(saved, port=free_port())))
+    offline = imclient(alice_home, "history", "bob")
+    assert offline.returncode == 0 and "offline" in offline.stderr, offline.stderr
+    assert offline.stdout == text
 
 
 def test_errors_are_one_line_and_a_failing_status(server, tmp_path):
@@ -141,6 +148,25 @@ def test_upload_and_download_round_trip(server, tmp_path):
     assert (out_dir / "payload.bin").read_bytes() == payload.read_bytes()
 
 
+def test_unfinished_transfers_are_offered_after_a_restart(server, tmp_path):
+    from imclient.account import Account
+    from imclient.store import LocalStore
+
+    home = signed_up(tmp_path, server, "hank")
+    assert "no unfinished" in ok(imclient(home, "transfers"))
+    store = LocalStore(Account.load(str(home)).store_path)  # as a crashed upload left it
+    store.transfer_add("upload", "/data/big.iso", "big.iso", 1 << 30, "ab" * 32, 1)
+    store.close()
+    [row] = json.loads(ok(imclient(home, "--json", "transfers")))["transfers"]
+    assert (row["path"], row["size"], row["state"]) == ("/data/big.iso", 1 << 30, "active")
+    payload = tmp_path / "small.bin"
+    payload.write_bytes(b"y" * 10)
+    result = imclient(home, "upload", str(payload))
+    assert "1 unfinished upload(s)" in result.stderr and "upload --resume" in result.stderr
+    assert result.returncode == 0, result.stderr  # the new upload itself goes through
+    assert len(json.loads(ok(imclient(home, "--json", "transfers")))["transfers"]) == 1
+
+
 def test_changed_certificate_is_refused_by_the_cli(server, tmp_path):
     home = signed_up(tmp_path, server, "erin")
     pins = home / "known_servers.json"
@@ -152,7 +178,7 @@ def test_changed_certificate_is_refused_by_the_cli(server, tmp_path):
 def test_help_documents_every_command():
     out = ok(imclient("/nonexistent", "--help"))
     commands = ("register", "login", "logout", "send", "history", "friends", "groups", "upload",
-                "download", "drive", "chat", "lan")
+                "download", "transfers", "drive", "chat", "lan")
     for command in commands:
         assert command in out, command
         assert "usage: imclient" in ok(imclient("/nonexistent", command, "--help"))

@@ -9,7 +9,7 @@ from twisted.internet import defer, error, reactor, ssl, task
 from helpers import quiet
 from imclient.account import Account, KnownServers
 from imclient.client import Client, NotConnected, Queued, SessionEnded
-from imclient.connect import PinMismatch, connect
+from imclient.connect import CertificateError, PinMismatch, connect
 from imclient.events import ProgressMeter
 from imserver import tls
 from serverproc import ServerProcess, free_port
@@ -75,6 +75,26 @@ async def test_first_certificate_is_pinned_and_a_changed_one_is_refused(running,
     assert errors.of("error") and not again.online
     assert KnownServers(acct.home).get("127.0.0.1", port) == running.fingerprint  # pin kept
     await again.close()
+
+
+@sqlite_only
+@pytest_twisted.ensureDeferred
+async def test_a_ca_verified_server_needs_no_pin(running, tmp_path):
+    await (await running.client()).register("alice", "correct horse")
+    # The self-signed certificate is its own CA; its names are localhost and 127.0.0.1.
+    acct = Account(home=str(tmp_path / "home"), username="alice", host="localhost",
+                   port=running.tls_port, ca_file=running.cert_path)
+    client = Client(reactor, acct, password="correct horse")
+    await client.start()
+    assert KnownServers(acct.home).get("localhost", running.tls_port) is None
+    await client.close()
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    acct.ca_file = tls.ensure(str(other))[0]
+    refused = Client(reactor, acct)
+    with pytest.raises(CertificateError):
+        await refused.start()
+    await refused.close()
 
 
 async def logged_in_pair(running, tmp_path, **client_kw):

@@ -77,7 +77,8 @@ class ScriptedProtocol:
     def request(self, op, **fields):
         self.requests.append((op, fields))
         reply = self.replies[op]
-        return defer.succeed(reply(**fields) if callable(reply) else reply)
+        result = reply(**fields) if callable(reply) else reply
+        return result if isinstance(result, defer.Deferred) else defer.succeed(result)
 
     def subscribe(self, handler):
         self.handlers.append(handler)
@@ -93,7 +94,7 @@ class ScriptedProtocol:
     abortConnection = loseConnection
 
 
-def scripted_client(tmp_path, events):
+def scripted_client(tmp_path, events, **replies):
     me = 1
     stream = {"events": events}
 
@@ -104,7 +105,7 @@ def scripted_client(tmp_path, events):
     protos = []
 
     def connect(reactor, host, port, **kw):
-        protos.append(ScriptedProtocol({"resume": {"user_id": me}, "sync": sync}))
+        protos.append(ScriptedProtocol({"resume": {"user_id": me}, "sync": sync, **replies}))
         return defer.succeed(protos[-1])
 
     acct = Account(home=str(tmp_path), username="me", host="h", port=1, tls=False, user_id=me,
@@ -136,4 +137,25 @@ def test_each_message_is_reported_once_across_pushes_syncs_and_reconnects(tmp_pa
     assert seen == ["before we started", "live", "while away"]
     assert [op for op, _ in protos[1].requests] == ["resume", "sync"]
     assert protos[1].requests[1][1]["since"] == 5
+    client.close()
+
+
+def test_a_send_given_up_on_is_still_acknowledged_and_leaves_the_outbox(tmp_path):
+    acks = []
+
+    def send(to, body, client_id):
+        acks.append(defer.Deferred())
+        return acks[-1]
+
+    client, clock, protos, stream, seen = scripted_client(tmp_path, [], send=send)
+    client.start()
+    d = client.send(2, "slow", client_id="slow-1")
+    d.addErrback(lambda f: f.trap(defer.CancelledError))
+    d.cancel()  # the caller stops waiting (a CLI timeout) ...
+    assert [r["client_id"] for r in client.outbox()] == ["slow-1"]
+    sent = []
+    client.on("sent", sent.append)
+    acks[0].callback({"msg_id": 9, "ts": 5, "pos": 9, "duplicate": False})  # ... the ack comes anyway
+    assert client.outbox() == [] and sent[0]["msg_id"] == 9
+    assert client.store.message(9)["body"] == "slow"
     client.close()
