@@ -43,7 +43,7 @@ def serve(workdir, ports, profile):
     from imserver.store.pool import Database
 
     config = Config(data_dir=os.path.join(workdir, "data"), db_url="sqlite:///bench.db",
-                    user_quota=0, max_file_size=1 << 40)
+                    user_quota=0, max_file_size=1 << 40, max_connections_per_user=64)
     os.makedirs(config.data_dir, exist_ok=True)
     dialect = dialects.from_url(config.db_url, config.data_dir)
     migrate(dialect, log=lambda t: None)
@@ -263,8 +263,7 @@ class Bench:
             transfer.upload(c, p, size=s, sha256=h)
             for c, p, (s, h) in zip(clients, part_paths, digests)])
         elapsed = time.perf_counter() - start
-        for c in clients:
-            c.transport.loseConnection()
+        await defer.gatherResults([c.close() for c in clients])
         return elapsed, ids
 
     async def download(self, tls, conns, file_id):
@@ -277,8 +276,7 @@ class Bench:
         await defer.gatherResults([defer.ensureDeferred(_count_download(
             c, file_id, i * step, min(step, self.size - i * step))) for i, c in enumerate(clients)])
         elapsed = time.perf_counter() - start
-        for c in clients:
-            c.transport.loseConnection()
+        await defer.gatherResults([c.close() for c in clients])
         return elapsed
 
 

@@ -52,6 +52,10 @@ class _ChunkSender:
         self.paused = False
         self.stopped = False
 
+    def start(self):
+        self.proto.transport.registerProducer(self, True)
+        self.resumeProducing()
+
     def resumeProducing(self):
         self.paused = False
         transport, fd = self.proto.transport, self.file.fileno()
@@ -69,9 +73,11 @@ class _ChunkSender:
         self.paused = True
 
     def stopProducing(self):
+        # Unregister as soon as the last chunk is written: a TLS transport does not close while
+        # a producer is registered.
         if not self.stopped:
             self.stopped = True
-            if self.proto.transport is not None and self.proto.transport.producer is self:
+            if self.proto.transport is not None and self.proto.connected:
                 self.proto.transport.unregisterProducer()
 
 
@@ -134,8 +140,7 @@ async def _upload(proto, path, name, mime, size, sha256):
     _bulk(proto)
     with open(path, "rb", buffering=0) as f:
         sender = _ChunkSender(proto, f, upload_id, reply["offset"], size, reply["chunk_size"])
-        proto.transport.registerProducer(sender, True)
-        sender.resumeProducing()
+        sender.start()
         try:
             return await done
         finally:

@@ -322,6 +322,8 @@ async def test_unfinished_uploads_expire(files, tmp_path):
     clock = task.Clock()
     engine = files.server.files
     engine.clock = engine.challenges.clock = clock
+    timer = engine.expiry_service()  # as service.py runs it, on the engine's clock
+    timer.startService()
     alice = await files.user("alice")
     size = 300_000
     src, other = make_file(tmp_path, size), make_file(tmp_path, size, "other.bin", seed=1)
@@ -331,13 +333,17 @@ async def test_unfinished_uploads_expire(files, tmp_path):
     await alice.request("upload_status", upload=stale)
     parts = tmp_path / "data" / "parts"
     assert os.listdir(parts) == [f"{stale}.part"]
+    scheduled = lambda: timer._loop.call is not None  # noqa: E731  (not inside a run)
+    await until(scheduled)
     clock.advance(engine.config.upload_expiry - 10)
+    await until(scheduled)
     fresh = (await alice.request("upload_begin", name="f", size=size, sha256=digest(other)))["upload"]
-    clock.advance(20)
-    await engine.expire()
-    assert os.listdir(parts) == [f"{fresh}.part"]
+    await until(lambda: sorted(os.listdir(parts)) == sorted([f"{stale}.part", f"{fresh}.part"]))
+    clock.advance(timer.step)  # the timer runs expire(): only the stale upload is old enough
+    await until(lambda: os.listdir(parts) == [f"{fresh}.part"])
     assert await error_code(alice.request("upload_status", upload=stale)) == "not_found"
     assert (await alice.request("upload_status", upload=fresh))["offset"] == 0
+    timer.stopService()
 
 
 @pytest_twisted.ensureDeferred
@@ -403,3 +409,16 @@ async def test_deleting_the_last_reference_while_the_same_content_finishes_uploa
         await bob.request("file_delete", file=bob_file)
         assert await rs.server.store.files.refcount(sha) == (0, 0)
         assert not blob.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_upload_and_download(files, tmp_path):
+    plain = await files.user("alice")
+    c = await files.client(tls=True)
+    await c.resume(plain.token)
+    src = make_file(tmp_path, 8 * MiB + 3)
+    file_id = await transfer.upload(c, src)
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(c, file_id, dest)
+    assert open(dest, "rb").read() == open(src, "rb").read()
+    await c.close()  # a clean TLS close: the upload's producer was unregistered
