@@ -47,7 +47,7 @@ class FileEngine:
 
     # -- uploads -------------------------------------------------------------------------------
 
-    async def begin(self, conn, user_id, name, size, sha256, mime):
+    async def begin(self, user_id, name, size, sha256, mime):
         sha256 = sha256.lower()
         if not name:
             raise ImError("bad_request", "field 'name' is empty")
