@@ -109,8 +109,17 @@ def _wait_for_upload(proto, upload_id):
             d.callback(result)
 
     unsubscribe = proto.subscribe(on_push)
-    proto.lost.addCallback(lambda _: d.called or d.errback(ConnectionError("connection lost")))
+    _fail_on_lost(proto, d, "connection lost during the upload")
     return d
+
+
+def _fail_on_lost(proto, d, message):
+    """Fail ``d`` (if still waiting) when the connection goes; ``proto.lost`` keeps its result."""
+    def lost(result):
+        if not d.called:
+            d.errback(ConnectionError(message))
+        return result
+    proto.lost.addCallback(lost)
 
 
 def upload(proto, path, name=None, mime=None, size=None, sha256=None):
@@ -199,8 +208,7 @@ async def _download(proto, file_id, dest, offset, verify):
         if info["end"] <= offset:
             sink.done.callback(offset)
         sinks[info["download"]] = sink
-        proto.lost.addCallback(lambda _: sink.done.called or sink.done.errback(
-            ConnectionError("connection lost during the download")))
+        _fail_on_lost(proto, sink.done, "connection lost during the download")
         try:
             await sink.done
         finally:

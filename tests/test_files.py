@@ -431,3 +431,24 @@ async def test_tls_upload_and_download(files, tmp_path):
     await transfer.download(c, file_id, dest)
     assert open(dest, "rb").read() == open(src, "rb").read()
     await c.close()  # a clean TLS close: the upload's producer was unregistered
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_upload_fails_when_the_connection_drops_and_resumes_elsewhere(files, tmp_path):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, 100 * MiB)
+    d = transfer.upload(alice, src)
+    sessions = files.server.files.sessions
+    await until(lambda: sessions and list(sessions.values())[0].received > 0)
+    assert not d.called
+    alice.transport.abortConnection()
+    with pytest.raises(ConnectionError):
+        await d
+    again = await files.client()
+    await again.resume(alice.token)
+    status = await again.request("upload_status", upload=list(sessions)[0])
+    assert 0 < status["offset"] < 100 * MiB
+    file_id = await transfer.upload(again, src)
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(again, file_id, dest)
+    assert digest(dest) == digest(src)
