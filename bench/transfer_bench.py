@@ -43,7 +43,7 @@ def serve(workdir, ports, profile):
     from imserver.store.pool import Database
 
     config = Config(data_dir=os.path.join(workdir, "data"), db_url="sqlite:///bench.db",
-                    user_quota=0, max_file_size=1 << 40)
+                    user_quota=0, max_file_size=1 << 40, max_connections_per_user=64)
     os.makedirs(config.data_dir, exist_ok=True)
     dialect = dialects.from_url(config.db_url, config.data_dir)
     migrate(dialect, log=lambda t: None)
@@ -95,6 +95,14 @@ def serve(workdir, ports, profile):
     reactor.listenTCP(ports[2], Factory.forProtocol(FramedSink), interface="127.0.0.1")
     reactor.listenTCP(ports[3], Factory.forProtocol(FramedSource), interface="127.0.0.1")
     reactor.listenTCP(ports[4], Factory.forProtocol(RawSink), interface="127.0.0.1")
+
+    class CpuReport(Protocol):
+        def connectionMade(self):
+            t = os.times()
+            self.transport.write(f"{t.user + t.system}".encode())
+            self.transport.loseConnection()
+
+    reactor.listenTCP(ports[5], Factory.forProtocol(CpuReport), interface="127.0.0.1")
     print("ready", flush=True)
     if profile:
         import cProfile
@@ -255,8 +263,7 @@ class Bench:
             transfer.upload(c, p, size=s, sha256=h)
             for c, p, (s, h) in zip(clients, part_paths, digests)])
         elapsed = time.perf_counter() - start
-        for c in clients:
-            c.transport.loseConnection()
+        await defer.gatherResults([c.close() for c in clients])
         return elapsed, ids
 
     async def download(self, tls, conns, file_id):
@@ -269,8 +276,7 @@ class Bench:
         await defer.gatherResults([defer.ensureDeferred(_count_download(
             c, file_id, i * step, min(step, self.size - i * step))) for i, c in enumerate(clients)])
         elapsed = time.perf_counter() - start
-        for c in clients:
-            c.transport.loseConnection()
+        await defer.gatherResults([c.close() for c in clients])
         return elapsed
 
 
@@ -305,7 +311,7 @@ def split_file(path, n, workdir):
     return out
 
 
-async def run(reactor, args, ports, fingerprint):
+async def prepare(reactor, args, ports, fingerprint):
     from twisted.internet import threads
 
     path = os.path.join(args.workdir, "source.bin")
@@ -313,50 +319,85 @@ async def run(reactor, args, ports, fingerprint):
     await threads.deferToThread(make_source, path, size)
     sha = await threads.deferToThread(digest, path)
     b = Bench(reactor, ports, fingerprint, path, size, sha)
-    main = await b.login("bench")
-    results = {}
+    return b, await b.login("bench")
 
-    def record(name, seconds, nbytes=size):
-        results.setdefault(name, []).append(nbytes / MiB / seconds)
+
+def server_cpu(port):
+    """CPU seconds (user + system) the server process has used so far."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        return float(s.makefile().read())
+
+
+async def run(reactor, args, ports, fingerprint):
+    from twisted.internet import threads
+
+    b, main = await prepare(reactor, args, ports, fingerprint)
+    path, size = b.path, b.size
+    results, cpu = {}, {}
+
+    async def measure(name, fn, *a):
+        before = server_cpu(ports[5])
+        out = await fn(*a)
+        seconds, rest = (out, None) if isinstance(out, float) else out
+        results.setdefault(name, []).append(size / MiB / seconds)
+        cpu.setdefault(name, []).append((server_cpu(ports[5]) - before) / (size / 1024 ** 3))
+        return rest
+
+    async def in_thread(fn, *a):
+        return await threads.deferToThread(fn, *a)
 
     quarters = split_file(path, 4, args.workdir)
     for _ in range(args.runs):
-        record("raw socket copy (up)", await threads.deferToThread(raw_copy, ports[4], path))
-        record("bare Int32StringReceiver 64 KiB frames (up)", await framed_copy_up(reactor, ports[2], path))
-        record("bare Int32StringReceiver 64 KiB frames (down)", await framed_copy_down(reactor, ports[3], path))
+        if "baseline" in args.scenarios:
+            await measure("raw socket copy (up)", in_thread, raw_copy, ports[4], path)
+            await measure("bare Int32StringReceiver 64 KiB frames (up)", framed_copy_up, reactor,
+                          ports[2], path)
+            await measure("bare Int32StringReceiver 64 KiB frames (down)", framed_copy_down,
+                          reactor, ports[3], path)
         for tls in (False, True):
             kind = "TLS" if tls else "plain"
-            seconds, (file_id,) = await b.upload(tls, 1, [path])
-            record(f"Parley upload, {kind}, 1 connection", seconds)
-            record(f"Parley download, {kind}, 1 connection", await b.download(tls, 1, file_id))
-            record(f"Parley download, {kind}, 4 connections", await b.download(tls, 4, file_id))
+            if kind not in args.scenarios:
+                continue
+            (file_id,) = await measure(f"Parley upload, {kind}, 1 connection", b.upload, tls, 1, [path])
+            await measure(f"Parley download, {kind}, 1 connection", b.download, tls, 1, file_id)
+            await measure(f"Parley download, {kind}, 4 connections", b.download, tls, 4, file_id)
             await main.request("file_delete", file=file_id)
-            seconds, ids = await b.upload(tls, 4, quarters)
-            record(f"Parley upload, {kind}, 4 connections (4 files of 1/4)", seconds)
+            ids = await measure(f"Parley upload, {kind}, 4 connections (4 files of 1/4)",
+                                b.upload, tls, 4, quarters)
             for i in ids:
                 await main.request("file_delete", file=i)
-    # Instant upload: another user proves possession of the file the first user holds.
+    instants = []
+    if "instant" in args.scenarios:
+        instants = await instant_uploads(b, args.runs)
+    return results, cpu, instants
+
+
+async def instant_uploads(b, runs):
+    """Another user proves possession of the file the first user holds: seconds per upload."""
     from imclient import transfer
 
-    seconds, (file_id,) = await b.upload(False, 1, [path])
+    await b.upload(False, 1, [b.path])
     other = await b.login("other")
-    instants = []
-    for _ in range(args.runs):
+    times = []
+    for _ in range(runs):
         start = time.perf_counter()
-        other_id = await transfer.upload(other, path, size=size, sha256=sha)
-        instants.append(time.perf_counter() - start)
+        other_id = await transfer.upload(other, b.path, size=b.size, sha256=b.sha)
+        times.append(time.perf_counter() - start)
         await other.request("file_delete", file=other_id)
-    return results, instants
+    return times
 
 
-def report(results, instants, args):
-    lines = [f"size {args.size_mib} MiB, median of {args.runs} runs, MiB/s", ""]
+def report(results, cpu, instants, args):
+    lines = [f"size {args.size_mib} MiB, median of {args.runs} runs; server CPU is user+system "
+             "seconds of the server process per GiB", "",
+             f"{'':<58} {'MiB/s':>7} {'CPU s/GiB':>10}   runs (MiB/s)"]
     for name, values in results.items():
-        med = statistics.median(values)
-        lines.append(f"{name:<58} {med:9.0f}   (runs: {', '.join(f'{v:.0f}' for v in values)})")
-    lines.append("")
-    lines.append(f"instant upload of the {args.size_mib} MiB file by another user (upload_begin, "
-                 f"challenge, proof): median {statistics.median(instants) * 1000:.1f} ms")
+        lines.append(f"{name:<58} {statistics.median(values):7.0f} "
+                     f"{statistics.median(cpu[name]):10.2f}   {', '.join(f'{v:.0f}' for v in values)}")
+    if instants:
+        lines.append("")
+        lines.append(f"instant upload of the {args.size_mib} MiB file by another user (upload_begin, "
+                     f"challenge, proof): median {statistics.median(instants) * 1000:.1f} ms")
     return "\n".join(lines)
 
 
@@ -365,17 +406,20 @@ def main():
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", default="/tmp/parley-bench")
+    parser.add_argument("--scenarios", default="baseline,plain,TLS,instant",
+                        help="comma-separated subset of baseline, plain, TLS, instant")
     parser.add_argument("--profile", choices=["upload", "download"], default=None,
                         help="profile the server (cProfile) during one plain upload or download")
-    parser.add_argument("--serve", nargs=5, type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=6, type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--profile-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.scenarios = args.scenarios.split(",")
     if args.serve:
         serve(args.workdir, args.serve, args.profile_server)
         return
     os.makedirs(args.workdir, exist_ok=True)
     shutil.rmtree(os.path.join(args.workdir, "data"), ignore_errors=True)
-    ports = free_ports(5)
+    ports = free_ports(6)
     cmd = [sys.executable, os.path.abspath(__file__), "--workdir", args.workdir, "--serve",
            *map(str, ports)] + (["--profile-server"] if args.profile else [])
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -393,6 +437,7 @@ def main():
                 outcome["text"] = await profile_one(reactor, args, ports, fingerprint)
             else:
                 outcome["text"] = report(*await run(reactor, args, ports, fingerprint), args)
+            outcome["text"] += f"\n\ncommand: {' '.join(sys.argv)}"
         finally:
             reactor.stop()
     reactor.callWhenRunning(lambda: defer.ensureDeferred(go()).addErrback(
@@ -408,15 +453,9 @@ def main():
 
 
 async def profile_one(reactor, args, ports, fingerprint):
-    from twisted.internet import threads
-
-    path = os.path.join(args.workdir, "source.bin")
-    size = args.size_mib * MiB
-    await threads.deferToThread(make_source, path, size)
-    sha = await threads.deferToThread(digest, path)
-    b = Bench(reactor, ports, fingerprint, path, size, sha)
-    await b.login("bench")
-    seconds, (file_id,) = await b.upload(False, 1, [path])
+    b, _ = await prepare(reactor, args, ports, fingerprint)
+    size = b.size
+    seconds, (file_id,) = await b.upload(False, 1, [b.path])
     text = f"upload: {size / MiB / seconds:.0f} MiB/s"
     if args.profile == "download":
         text += f"\ndownload: {size / MiB / await b.download(False, 1, file_id):.0f} MiB/s"

@@ -1,7 +1,7 @@
 """Builds the running server from a Config: data dir, migrations, pool, TLS, listeners; and stops it."""
 import os
 
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import quoteStringArgument, serverFromString
 from twisted.logger import Logger
@@ -60,8 +60,7 @@ def make_service(config, reactor=None):
     migrate(dialect, log=lambda text: _log.info("{text}", text=text))
     server = Server(config, Store(Database(dialect)), reactor)
     service = ParleyService(server)
-    expiry = TimerService(min(600.0, config.upload_expiry / 4), server.files.expire_safely)
-    expiry.setServiceParent(service)
+    server.files.expiry_service().setServiceParent(service)
     factory = ImFactory(server)
     for description in config.listen or default_listen(config):
         child = StreamServerEndpointService(serverFromString(reactor, description), factory)

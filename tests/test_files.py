@@ -52,12 +52,19 @@ def files_user_scope(store, tmp_path):
 
 def make_file(tmp_path, size, name="src.bin", seed=0):
     path = tmp_path / name
-    path.write_bytes(random.Random(seed).randbytes(size))
+    rng = random.Random(seed)
+    with open(path, "wb") as f:
+        for start in range(0, size, 8 * MiB):
+            f.write(rng.randbytes(min(8 * MiB, size - start)))
     return str(path)
 
 
 def digest(path):
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while data := f.read(8 * MiB):
+            h.update(data)
+    return h.hexdigest()
 
 
 async def error_code(d):
@@ -89,20 +96,22 @@ async def until(predicate, tries=500):
     raise AssertionError("condition not reached")
 
 
-@pytest.mark.parametrize("size", [0, 1, frames.MAX_DATA + 1, 20 * MiB])
+@pytest.mark.parametrize("size", [0, 1, frames.MAX_DATA + 1, 200 * MiB])
 @pytest_twisted.ensureDeferred
 async def test_upload_then_download_round_trip(files, tmp_path, size):
     alice = await files.user("alice")
     src = make_file(tmp_path, size)
+    sha = digest(src)
     file_id = await transfer.upload(alice, src, mime="application/x-test")
     info = (await alice.request("file_info", file=file_id))["file"]
-    assert info["size"] == size and info["sha256"] == digest(src) and info["name"] == "src.bin"
-    blob = tmp_path / "data" / "blobs" / info["sha256"][:2] / info["sha256"][2:4] / info["sha256"]
-    assert blob.read_bytes() == open(src, "rb").read()
+    assert info["size"] == size and info["sha256"] == sha and info["name"] == "src.bin"
+    blob = tmp_path / "data" / "blobs" / sha[:2] / sha[2:4] / sha
+    assert digest(blob) == sha
+    if size:  # a 0-byte file never needs an upload, so it has no parts directory
+        assert os.listdir(tmp_path / "data" / "parts") == []
     dest = str(tmp_path / "dest.bin")
     got = await transfer.download(alice, file_id, dest)
-    assert got["size"] == size and open(dest, "rb").read() == open(src, "rb").read()
-    assert os.listdir(tmp_path / "data" / "parts") == [] if size else True
+    assert got["size"] == os.path.getsize(dest) == size and digest(dest) == sha
 
 
 @pytest_twisted.ensureDeferred
@@ -322,6 +331,8 @@ async def test_unfinished_uploads_expire(files, tmp_path):
     clock = task.Clock()
     engine = files.server.files
     engine.clock = engine.challenges.clock = clock
+    timer = engine.expiry_service()  # as service.py runs it, on the engine's clock
+    timer.startService()
     alice = await files.user("alice")
     size = 300_000
     src, other = make_file(tmp_path, size), make_file(tmp_path, size, "other.bin", seed=1)
@@ -331,13 +342,17 @@ async def test_unfinished_uploads_expire(files, tmp_path):
     await alice.request("upload_status", upload=stale)
     parts = tmp_path / "data" / "parts"
     assert os.listdir(parts) == [f"{stale}.part"]
+    scheduled = lambda: timer._loop.call is not None  # noqa: E731  (not inside a run)
+    await until(scheduled)
     clock.advance(engine.config.upload_expiry - 10)
+    await until(scheduled)
     fresh = (await alice.request("upload_begin", name="f", size=size, sha256=digest(other)))["upload"]
-    clock.advance(20)
-    await engine.expire()
-    assert os.listdir(parts) == [f"{fresh}.part"]
+    await until(lambda: sorted(os.listdir(parts)) == sorted([f"{stale}.part", f"{fresh}.part"]))
+    clock.advance(timer.step)  # the timer runs expire(): only the stale upload is old enough
+    await until(lambda: os.listdir(parts) == [f"{fresh}.part"])
     assert await error_code(alice.request("upload_status", upload=stale)) == "not_found"
     assert (await alice.request("upload_status", upload=fresh))["offset"] == 0
+    timer.stopService()
 
 
 @pytest_twisted.ensureDeferred
@@ -403,3 +418,37 @@ async def test_deleting_the_last_reference_while_the_same_content_finishes_uploa
         await bob.request("file_delete", file=bob_file)
         assert await rs.server.store.files.refcount(sha) == (0, 0)
         assert not blob.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_upload_and_download(files, tmp_path):
+    plain = await files.user("alice")
+    c = await files.client(tls=True)
+    await c.resume(plain.token)
+    src = make_file(tmp_path, 8 * MiB + 3)
+    file_id = await transfer.upload(c, src)
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(c, file_id, dest)
+    assert open(dest, "rb").read() == open(src, "rb").read()
+    await c.close()  # a clean TLS close: the upload's producer was unregistered
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_upload_fails_when_the_connection_drops_and_resumes_elsewhere(files, tmp_path):
+    alice = await files.user("alice")
+    src = make_file(tmp_path, 100 * MiB)
+    d = transfer.upload(alice, src)
+    sessions = files.server.files.sessions
+    await until(lambda: sessions and list(sessions.values())[0].received > 0)
+    assert not d.called
+    alice.transport.abortConnection()
+    with pytest.raises(ConnectionError):
+        await d
+    again = await files.client()
+    await again.resume(alice.token)
+    status = await again.request("upload_status", upload=list(sessions)[0])
+    assert 0 < status["offset"] < 100 * MiB
+    file_id = await transfer.upload(again, src)
+    dest = str(tmp_path / "dest.bin")
+    await transfer.download(again, file_id, dest)
+    assert digest(dest) == digest(src)

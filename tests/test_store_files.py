@@ -50,6 +50,17 @@ async def test_refcount_equals_rows_under_concurrent_references_and_deletes(stor
 
 
 @pytest_twisted.ensureDeferred
+async def test_concurrent_deletes_of_one_file_count_once(store):
+    alice = await user(store, "alice")
+    keep = await store.files.add_blob_reference(alice, SHA, 10, "n", "m", 0)
+    doomed = await store.files.add_blob_reference(alice, SHA, 10, "n", "m", 0)
+    results = await defer.gatherResults([store.files.delete(alice, doomed) for _ in range(6)])
+    assert [r for r in results if r is not None] == [(SHA, False)]
+    assert await store.files.refcount(SHA) == (1, 1)
+    assert await store.files.delete(alice, keep) == (SHA, True)
+
+
+@pytest_twisted.ensureDeferred
 async def test_grant_and_readable(store):
     alice, bob, carol = [await user(store, n) for n in ("alice", "bob", "carol")]
     file_id = await store.files.add_blob_reference(alice, SHA, 10, "a.txt", "text/plain", 0)
@@ -83,7 +94,9 @@ async def test_upload_rows_resume_quota_and_expiry(store):
     assert (await store.files.upload(up))["touched"] == 2000
     assert await store.files.expired_uploads(2000) == []
     assert await store.files.expired_uploads(2001) == [up]
-    await store.files.touch_uploads([up], 5000)
+    await store.files.touch_uploads({up: 5000})
     assert await store.files.expired_uploads(2001) == []
+    await store.files.touch_uploads({up: 3000})  # never moves back
+    assert (await store.files.upload(up))["touched"] == 5000
     assert await store.files.delete_upload(up)
     assert await store.files.upload(up) is None

@@ -13,7 +13,7 @@ _ID = dict(min=1)
 @ops.op("upload_begin", name=Str(max_len=255), size=Int(min=0), sha256=Str(max_len=64),
         mime=Str(required=False, default="application/octet-stream", max_len=127))
 async def upload_begin(ctx, name, size, sha256, mime):
-    return await ctx.server.files.begin(ctx.conn, ctx.user.user_id, name, size, sha256, mime)
+    return await ctx.server.files.begin(ctx.user.user_id, name, size, sha256, mime)
 
 
 @ops.op("upload_proof", challenge=Str(max_len=64), proof=Str(max_len=64))

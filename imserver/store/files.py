@@ -55,6 +55,10 @@ def _add_reference(txn, owner, sha256, size, name, mime, now):
     return txn.lastrowid
 
 
+class _Gone(Exception):
+    """The row went away under a concurrent transaction: roll back and report nothing done."""
+
+
 class Files:
     def __init__(self, db):
         self.db = db
@@ -99,15 +103,21 @@ class Files:
         reference left and its bytes should go — or None if the owner has no such file."""
         def txn_fn(txn):
             row = txn.one("SELECT sha256 FROM files WHERE id = ? AND owner = ?", (file_id, owner))
-            if row is None or txn.execute("DELETE FROM files WHERE id = ? AND owner = ?",
-                                          (file_id, owner)).rowcount != 1:
+            if row is None:
                 return None
             sha256 = row[0]
+            # The blob row first, as every other change of its files does: taking the files
+            # index locks first deadlocks against a concurrent insert of the same content.
             txn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?", (sha256,))
+            if txn.execute("DELETE FROM files WHERE id = ? AND owner = ?",
+                           (file_id, owner)).rowcount != 1:
+                raise _Gone()  # deleted meanwhile: roll the count back with the transaction
             last = txn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount <= 0",
                                (sha256,)).rowcount > 0
             return sha256, last
-        return self.db.run("file_delete", txn_fn)
+        d = self.db.run("file_delete", txn_fn)
+        d.addErrback(lambda f: f.trap(_Gone) and None)
+        return d
 
     def readable(self, file_id, user_id):
         return self.db.run("file_readable", readable_file, file_id, user_id)
@@ -145,9 +155,11 @@ class Files:
         return self.db.run("upload_get", lambda txn: (lambda r: r and dict(zip(UPLOAD_FIELDS, r)))(
             txn.one(f"SELECT {cols} FROM uploads WHERE id = ?", (upload_id,))))
 
-    def touch_uploads(self, upload_ids, now):
+    def touch_uploads(self, touched):
+        """Record the last activity (``{upload_id: ms}``) of uploads open in this process."""
         return self.db.run("uploads_touch", lambda txn: txn.executemany(
-            "UPDATE uploads SET touched = ? WHERE id = ?", [(now, i) for i in upload_ids]))
+            "UPDATE uploads SET touched = ? WHERE id = ? AND touched < ?",
+            [(ms, i, ms) for i, ms in touched.items()]))
 
     def expired_uploads(self, before):
         return self.db.run("uploads_expired", lambda txn: [r[0] for r in txn.all(

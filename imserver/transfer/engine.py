@@ -8,6 +8,7 @@ finishing upload has just counted on. That lock is in-process: one server proces
 import hashlib
 import secrets
 
+from twisted.application.internet import TimerService
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -46,8 +47,10 @@ class FileEngine:
 
     # -- uploads -------------------------------------------------------------------------------
 
-    async def begin(self, conn, user_id, name, size, sha256, mime):
+    async def begin(self, user_id, name, size, sha256, mime):
         sha256 = sha256.lower()
+        if not name:
+            raise ImError("bad_request", "field 'name' is empty")
         if not is_sha256(sha256):
             raise ImError("bad_request", "field 'sha256' must be 64 hex digits")
         if size > self.config.max_file_size:
@@ -101,6 +104,8 @@ class FileEngine:
 
     async def cancel(self, user_id, upload_id):
         session = await self._session(upload_id, user_id)
+        if session.finishing:
+            raise ImError("bad_request", "the upload is complete and being verified")
         await self._drop(session)
 
     async def _session(self, upload_id, user_id=None):
@@ -286,9 +291,10 @@ class FileEngine:
         self.challenges.expire()
         now = self.clock.seconds()
         cutoff = now - self.config.upload_expiry
-        active = [s.id for s in self.sessions.values() if s.touched > cutoff or s.finishing]
-        if active:
-            await self.files.touch_uploads(active, now_ms(self.clock))
+        # Chunks only touch the session in memory; bring the rows up to date first.
+        touched = {s.id: int(s.touched * 1000) for s in self.sessions.values()}
+        if touched:
+            await self.files.touch_uploads(touched)
         for upload_id in await self.files.expired_uploads(int(cutoff * 1000)):
             session = self.sessions.get(upload_id)
             if session is not None and (session.touched > cutoff or session.finishing):
@@ -300,11 +306,17 @@ class FileEngine:
                 await self.blobs.in_thread(self.blobs.remove_part, upload_id)
                 await self.files.delete_upload(upload_id)
 
-    def expire_safely(self):
-        """``expire`` for a timer: failures are logged, and the timer keeps running."""
+    def _expire_safely(self):
+        # For the timer: a failure is logged, and the timer keeps running.
         d = defer.ensureDeferred(self.expire())
         d.addErrback(lambda f: self._log.failure("expiring uploads failed", f))
         return d
+
+    def expiry_service(self):
+        """A service that runs ``expire`` on the engine's clock, a few times per expiry period."""
+        service = TimerService(min(600.0, self.config.upload_expiry / 4), self._expire_safely)
+        service.clock = self.clock
+        return service
 
     def close(self):
         """Close every open part file (the server is stopping; rows and parts stay for resume)."""

@@ -1,0 +1,30 @@
+"""``twistd imserver`` options for files become Config fields; bad values are refused."""
+import pytest
+from twisted.python import usage
+
+from imserver.config import Config
+from imserver.options import Options
+
+
+def parse(*argv):
+    options = Options()
+    options.parseOptions(list(argv))
+    return options.config()
+
+
+def test_file_options_defaults_and_values():
+    default = parse()
+    assert (default.max_file_size, default.user_quota, default.upload_expiry,
+            default.instant_scope) == (Config.max_file_size, Config.user_quota,
+                                       Config.upload_expiry, "global")
+    config = parse("--max-file-size", "1000", "--user-quota", "0", "--upload-expiry", "60",
+                   "--instant-upload-scope", "user")
+    assert (config.max_file_size, config.user_quota, config.upload_expiry,
+            config.instant_scope) == (1000, 0, 60.0, "user")
+
+
+@pytest.mark.parametrize("argv", [["--instant-upload-scope", "everyone"], ["--user-quota", "-1"],
+                                  ["--upload-expiry", "0"], ["--max-file-size", "-5"]])
+def test_bad_file_options_are_refused(argv):
+    with pytest.raises(usage.UsageError):
+        parse(*argv)
