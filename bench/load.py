@@ -298,7 +298,7 @@ def parse_args(argv):
     parser.add_argument("--transports", nargs="+", default=["plain", "tls"])
     parser.add_argument("--pairs", nargs="+", type=int, default=[1, 10, 100])
     parser.add_argument("--windows", nargs="+", type=int, default=[1, 50])
-    parser.add_argument("--rates", nargs="+", type=int, default=[5000, 10000, 20000])
+    parser.add_argument("--rates", nargs="*", type=int, default=[5000, 10000, 20000])
     parser.add_argument("--open-pairs", type=int, default=100)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=3.0)
