@@ -11,7 +11,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from zope.interface import implementer
 
 from imserver import wire
-from imserver.dispatch import dispatch_deferred
+from imserver.dispatch import dispatch
 from imserver.errors import ImError
 
 
@@ -97,7 +97,11 @@ class ImProtocol(Int32StringReceiver):
         except wire.WireError as e:
             self.send_error(None, ImError("bad_request", str(e)))
             return
-        dispatch_deferred(self.server.ops, self.ctx, request).addCallback(self.send)
+        reply = dispatch(self.server.ops, self.ctx, request)
+        if type(reply) is dict:
+            self.send(reply)
+        else:
+            reply.addCallback(self.send)
 
     def lengthLimitExceeded(self, length):
         # Refused from the 4-byte header alone: nothing of the payload is ever buffered.

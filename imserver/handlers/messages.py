@@ -16,7 +16,8 @@ def message_push(event):
 
 
 @ops.op("send", to=Int(), body=Str(), client_id=Str(max_len=64))
-async def send(ctx, to, body, client_id):
+def send(ctx, to, body, client_id):
+    # A Deferred chain, not a coroutine: this is the op the server runs most.
     server, me = ctx.server, ctx.user.user_id
     if to == me:
         raise ImError("self_send", "you cannot send a message to yourself")
@@ -27,12 +28,17 @@ async def send(ctx, to, body, client_id):
     if not client_id:
         raise ImError("bad_request", "field 'client_id' is empty")
     job = store.Send(me, to, client_id, body, "text", None, server.now_ms())
-    event, duplicate = await server.writer.submit("send", job)
+    return server.writer.submit("send", job).addCallback(_sent, ctx, me, to)
+
+
+def _sent(result, ctx, me, to):
+    event, duplicate = result
     if not duplicate:
+        notifier = ctx.server.notifier
         push = message_push(event)
-        server.notifier.push(to, push)
-        if server.notifier.connection_count(me) > 1:
-            server.notifier.push(me, push, exclude=ctx.conn)
+        notifier.push(to, push)
+        if notifier.connection_count(me) > 1:
+            notifier.push(me, push, exclude=ctx.conn)
     return {"msg_id": event["msg_id"], "ts": event["ts"], "pos": event["pos"], "duplicate": duplicate}
 
 
