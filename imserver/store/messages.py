@@ -1,13 +1,13 @@
 """1:1 messages: bulk insert for group commit (idempotent by client id), history, receipts."""
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from imserver.errors import ImError
 from imserver.store.stream import MESSAGE_COLUMNS, append_event, message_event
 
 
-@dataclass(frozen=True)
-class Send:
+class Send(NamedTuple):
+    """One ``send`` job (a tuple: built once per message, so it must be cheap to make)."""
     sender: int
     recipient: int
     client_id: str
