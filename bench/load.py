@@ -147,6 +147,39 @@ def fresh_mysql(url):
     return url
 
 
+def commit_probe(target, n=10):
+    """Median time of a one-row commit on the target's database, in ms: the fsync latency that
+    bounds a group-commit pipeline (on a shared disk it swings from ~1 ms to hundreds)."""
+    if target.kind == "relay":
+        return None
+    if target.name == "mysql":
+        import pymysql
+        from imserver.store import dialects
+
+        d = dialects.from_url(target.db_url)
+        conn = pymysql.connect(host=d.host, port=d.port, user=d.user, password=d.password,
+                               database=d.database)
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(os.path.join(target.dir, "probe.db"))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS probe (id INT PRIMARY KEY, n INT)")
+    cur.execute("DELETE FROM probe")
+    cur.execute("INSERT INTO probe VALUES (1, 0)")
+    conn.commit()
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        cur.execute(f"UPDATE probe SET n = {i} WHERE id = 1")
+        conn.commit()
+        times.append(time.perf_counter() - start)
+    conn.close()
+    return statistics.median(times) * 1000
+
+
 class Driver:
     """The worker processes, commanded together."""
 
@@ -187,6 +220,7 @@ def percentile(ordered, fraction):
 
 def run_point(driver, target, mode, pairs, param, args, db_pid, seq):
     """One measured point; returns its figures."""
+    probe = commit_probe(target)
     t0 = time.monotonic_ns() + 300_000_000
     warm, dur = int(args.warmup * 1e9), int(args.duration * 1e9)
     tag = b"r%dx" % seq
@@ -219,6 +253,7 @@ def run_point(driver, target, mode, pairs, param, args, db_pid, seq):
         "other_cpu": ((after[4] - before[4]) - sum(after[i] - before[i] for i in range(3))) / wall,
         "errors": sum(r["errors"] for r in results),
         "drained": all(r["drained"] for r in results),
+        "commit_ms": probe,
     }
 
 
@@ -243,7 +278,7 @@ def points(args):
 
 
 HEADER = ("| target | transport | mode | pairs | window / offered | delivered msg/s | p50 ms | p99 ms "
-          "| server CPU (cores) | server µs/msg | MariaDB CPU | driver CPU | other CPU | vs relay |")
+          "| server CPU (cores) | server µs/msg | MariaDB CPU | driver CPU | other CPU | commit ms | vs relay |")
 
 
 def row(key, r, relay):
@@ -254,10 +289,11 @@ def row(key, r, relay):
         ratio = f"{r['rate'] / base['rate']:.2f}"
     param = f"w={param}" if mode == "closed" else f"{param:,}/s"
     db = f"{r['db_cpu']:.2f}" if r["db_cpu"] is not None else ""
+    commit = f"{r['commit_ms']:.1f}" if r["commit_ms"] is not None else ""
     flags = ("" if r["drained"] else " (not drained)") + (f" ({r['errors']} errors)" if r["errors"] else "")
     return (f"| {target} | {transport} | {mode} | {pairs} | {param} | {r['rate']:,.0f}{flags} "
             f"| {r['p50']:.1f} | {r['p99']:.1f} | {r['server_cpu']:.2f} | {r['us_per_msg']:.1f} | {db} "
-            f"| {r['driver_cpu']:.2f} | {r['other_cpu']:.2f} | {ratio} |")
+            f"| {r['driver_cpu']:.2f} | {r['other_cpu']:.2f} | {commit} | {ratio} |")
 
 
 def bench_target(name, args, workdir, driver, relay, lines, seq):
