@@ -84,6 +84,8 @@ class MySQLDialect(Dialect):
     def sql(self, text):
         out = self._cache.get(text)
         if out is None:
+            if len(self._cache) >= 1024:  # batch queries vary with the batch: keep the cache bounded
+                self._cache.clear()
             out = self._cache[text] = text.replace("%", "%%").replace("?", "%s")
         return out
 

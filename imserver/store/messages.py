@@ -24,12 +24,18 @@ def _placeholders(n):
 def send_batch(txn, positions, jobs):
     """The group-commit function for ``send`` jobs: one friendship query, one idempotency query,
     one bulk insert. Returns, per job, ``(event, duplicate)`` or an ImError."""
-    senders = sorted({j.sender for j in jobs})
+    by_sender = {}
+    for j in jobs:
+        by_sender.setdefault(j.sender, set()).add(j.client_id)
+    senders = sorted(by_sender)
     recipients = sorted({j.recipient for j in jobs})
-    client_ids = sorted({j.client_id for j in jobs})
+    # One index range per (sender, client_id), not per sender x client_id: "sender IN (...) AND
+    # client_id IN (...)" made the database look up every pair of the two lists.
+    where = " OR ".join(f"(sender = ? AND client_id IN ({_placeholders(len(ids))}))"
+                        for ids in by_sender.values())
     existing = {(r[1], r[3]): r for r in txn.all(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender IN ({_placeholders(len(senders))}) "
-        f"AND client_id IN ({_placeholders(len(client_ids))})", (*senders, *client_ids))}
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}",
+        [x for sender, ids in by_sender.items() for x in (sender, *ids)])}
     friends = set(txn.all(
         f"SELECT user_id, friend_id FROM friends WHERE user_id IN ({_placeholders(len(senders))}) "
         f"AND friend_id IN ({_placeholders(len(recipients))})", (*senders, *recipients)))
