@@ -11,7 +11,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from zope.interface import implementer
 
 from imserver import wire
-from imserver.dispatch import dispatch_deferred
+from imserver.dispatch import dispatch
 from imserver.errors import ImError
 
 
@@ -109,7 +109,11 @@ class ImProtocol(Int32StringReceiver):
         self._inflight += 1
         if self._inflight == self.max_inflight:
             self.pause_reading("requests")
-        dispatch_deferred(self.server.ops, self.ctx, request).addCallback(self._replied)
+        reply = dispatch(self.server.ops, self.ctx, request)
+        if type(reply) is dict:
+            self._replied(reply)
+        else:
+            reply.addCallback(self._replied)
 
     def _replied(self, reply):
         self._inflight -= 1

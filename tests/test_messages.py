@@ -50,6 +50,20 @@ async def test_resend_with_same_client_id_is_stored_once(running):
 
 
 @pytest_twisted.ensureDeferred
+async def test_bodies_are_stored_byte_for_byte(running):
+    # Message rows are rendered into one multi-row INSERT on MySQL: quotes, backslashes, NUL,
+    # placeholders and non-BMP characters must come back as sent.
+    alice, bob = await pair(running)
+    bodies = ["it's \"quoted\"", "back\\slash \\' and \\\\", "nul \x00 here", "%s %% ? ?",
+              "emoji \U0001F600 and ü", "line\nbreak\ttab\r", "'); DROP TABLE messages; --"]
+    await defer.gatherResults([alice.request("send", to=bob.user_id, body=b, client_id=f"t{i}")
+                               for i, b in enumerate(bodies)])
+    history = (await bob.request("history", peer=alice.user_id))["messages"]
+    assert sorted(m["body"] for m in history) == sorted(bodies)
+    assert sorted(m["client_id"] for m in history) == sorted(f"t{i}" for i in range(len(bodies)))
+
+
+@pytest_twisted.ensureDeferred
 async def test_bad_sends_have_their_own_codes_and_store_nothing(running):
     alice, bob = await pair(running)
     carol = await running.user("carol")

@@ -44,7 +44,8 @@ def file_reference(file):
 
 @ops.op("send", to=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
         file=Obj(required=False))
-async def send(ctx, to, body, client_id, file):
+def send(ctx, to, body, client_id, file):
+    # A Deferred chain, not a coroutine: this is the op the server runs most.
     server, me = ctx.server, ctx.user.user_id
     file = file_reference(file)
     if to == me:
@@ -52,12 +53,17 @@ async def send(ctx, to, body, client_id, file):
     check_text(server.config, body, client_id, allow_empty=file is not None)
     job = store.Send(me, to, client_id, body, file["kind"] if file else "text", None,
                      server.now_ms(), file)
-    event, duplicate = await server.writer.submit("send", job)
+    return server.writer.submit("send", job).addCallback(_sent, ctx, me, to)
+
+
+def _sent(result, ctx, me, to):
+    event, duplicate = result
     if not duplicate:
+        notifier = ctx.server.notifier
         push = message_push(event)
-        server.notifier.push(to, push)
-        if server.notifier.connection_count(me) > 1:
-            server.notifier.push(me, push, exclude=ctx.conn)
+        notifier.push(to, push)
+        if notifier.connection_count(me) > 1:
+            notifier.push(me, push, exclude=ctx.conn)
     return {"msg_id": event["msg_id"], "ts": event["ts"], "pos": event["pos"], "duplicate": duplicate}
 
 

@@ -1,14 +1,14 @@
 """1:1 messages: bulk insert for group commit (idempotent by client id), history, receipts."""
 import json
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from imserver.errors import ImError
 from imserver.store import files
 from imserver.store.stream import MESSAGE_COLUMNS, append_event, message_event
 
 
-@dataclass(frozen=True)
-class Send:
+class Send(NamedTuple):
+    """One ``send`` job (a tuple: built once per message, so it must be cheap to make)."""
     sender: int
     recipient: int
     client_id: str
@@ -18,6 +18,7 @@ class Send:
     ts: int
     file: dict | None = None  # {"id", "kind", "duration"?}: a file message
 
+
 def _placeholders(n):
     return ", ".join("?" * n)
 
@@ -25,12 +26,18 @@ def _placeholders(n):
 def send_batch(txn, positions, jobs):
     """The group-commit function for ``send`` jobs: one friendship query, one idempotency query,
     one bulk insert. Returns, per job, ``(event, duplicate)`` or an ImError."""
-    senders = sorted({j.sender for j in jobs})
+    by_sender = {}
+    for j in jobs:
+        by_sender.setdefault(j.sender, set()).add(j.client_id)
+    senders = sorted(by_sender)
     recipients = sorted({j.recipient for j in jobs})
-    client_ids = sorted({j.client_id for j in jobs})
+    # One index range per (sender, client_id), not per sender x client_id: "sender IN (...) AND
+    # client_id IN (...)" made the database look up every pair of the two lists.
+    where = " OR ".join(f"(sender = ? AND client_id IN ({_placeholders(len(ids))}))"
+                        for ids in by_sender.values())
     existing = {(r[1], r[3]): r for r in txn.all(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender IN ({_placeholders(len(senders))}) "
-        f"AND client_id IN ({_placeholders(len(client_ids))})", (*senders, *client_ids))}
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}",
+        [x for sender, ids in by_sender.items() for x in (sender, *ids)])}
     friends = set(txn.all(
         f"SELECT user_id, friend_id FROM friends WHERE user_id IN ({_placeholders(len(senders))}) "
         f"AND friend_id IN ({_placeholders(len(recipients))})", (*senders, *recipients)))

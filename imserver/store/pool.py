@@ -24,7 +24,7 @@ class Txn:
         return self._cur
 
     def executemany(self, sql, seq):
-        self._cur.executemany(self.dialect.sql(sql), seq)
+        self.dialect.executemany(self._cur, sql, seq)
         return self._cur
 
     def one(self, sql, args=()):
