@@ -12,7 +12,7 @@ _ANY = {"owner": None, "admin": None, "member": None}
 _STAFF = {"owner": None, "admin": None}
 
 PERMISSIONS = {
-    "read": _ANY,          # group_info details, group_members, group_history, group_mark_read
+    "read": _ANY,          # group_info details, group_members, group_history, group_mark_read, group_files
     "send": _ANY,          # group_send
     "invite": _ANY,        # group_invite (a member's invite waits for approval in 'approval' groups)
     "add_directly": _STAFF,  # an invite that needs no approval, whatever the policy

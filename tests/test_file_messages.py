@@ -57,3 +57,37 @@ async def test_file_message_errors(running, tmp_path):
     assert reply["msg_id"]
     history = (await bob.request("history", peer=alice.user_id))["messages"]
     assert [(m["kind"], m["body"]) for m in history] == [("image", "look")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_group_file_message_members_may_download_others_may_not(running, tmp_path):
+    alice, bob, eve = await running.user("alice"), await running.user("bob"), await running.user("eve")
+    await befriend(alice, bob)
+    group = (await alice.request("group_create", name="team", members=[bob.user_id]))["group_id"]
+    src = tmp_path / "plan.pdf"
+    src.write_bytes(b"%PDF" + b"x" * 5000)
+    file_id = await upload(alice, str(src), mime="application/pdf")
+    pushes = Pushes(bob)
+    sent = await alice.request("group_send", group=group, client_id="g1", body="the plan",
+                               file={"id": file_id, "kind": "file"})
+    push = await pushes.next("group_message")
+    assert push["msg_id"] == sent["msg_id"] and push["kind"] == "file"
+    assert push["file"]["id"] == file_id and push["file"]["name"] == "plan.pdf"
+    listed = (await bob.request("group_files", group=group))["files"]
+    assert [f["id"] for f in listed] == [file_id]
+    dest = tmp_path / "got.pdf"
+    await download(bob, file_id, str(dest))
+    assert dest.read_bytes() == src.read_bytes()
+    # Not a member: no listing, no download. A member who leaves loses access.
+    assert await error_code(eve.request("group_files", group=group)) == "not_member"
+    assert await error_code(eve.request("download", file=file_id, offset=0)) == "forbidden"
+    await bob.request("group_leave", group=group)
+    assert await error_code(bob.request("download", file=file_id, offset=0)) == "forbidden"
+    # A file the sender may not read cannot be posted.
+    secret = tmp_path / "eve.txt"
+    secret.write_bytes(b"eve's")
+    eve_file = await upload(eve, str(secret))
+    assert await error_code(alice.request("group_send", group=group, client_id="g2",
+                                          file={"id": eve_file, "kind": "file"})) == "forbidden"
+    history = (await alice.request("group_history", group=group))["messages"]
+    assert [(m["kind"], m["file"]["id"]) for m in history if m.get("file")] == [("file", file_id)]

@@ -6,12 +6,13 @@ what is ``imserver.group_rules``.
 """
 import functools
 
-from imserver.dispatch import Int, List, Str
+from imserver.dispatch import Int, List, Obj, Str
 from imserver.errors import ImError
 from imserver.group_rules import POLICIES
 from imserver.handlers import ops
-from imserver.handlers.messages import check_text
+from imserver.handlers.messages import check_text, file_reference
 from imserver.store import group_messages as messages_store
+from imserver.store import files as files_store
 from imserver.store import groups as store
 
 NAME = dict(max_len=64)
@@ -161,11 +162,13 @@ async def group_disband(ctx, group):
     return {}
 
 
-@ops.op("group_send", group=Int(), body=Str(), client_id=Str(max_len=64))
-async def group_send(ctx, group, body, client_id):
+@ops.op("group_send", group=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
+        file=Obj(required=False))
+async def group_send(ctx, group, body, client_id, file):
     server, me = ctx.server, ctx.user.user_id
-    check_text(server.config, body, client_id)
-    job = messages_store.GroupSend(me, group, client_id, body, server.now_ms())
+    file = file_reference(file)
+    check_text(server.config, body, client_id, allow_empty=file is not None)
+    job = messages_store.GroupSend(me, group, client_id, body, server.now_ms(), file)
     event, duplicate, members = await server.writer.submit("group_send", job)
     if not duplicate:
         push = as_push(event)
@@ -177,6 +180,15 @@ async def group_send(ctx, group, body, client_id):
         notifier.push_many(members, push, exclude=ctx.conn)
     return {"msg_id": event["msg_id"], "seq": event["seq"], "pos": event["pos"], "ts": event["ts"],
             "duplicate": duplicate}
+
+
+@ops.op("group_files", group=Int(), before=Int(required=False, min=1),
+        limit=Int(required=False, default=50, min=1, max=200))
+async def group_files(ctx, group, before, limit):
+    def txn_fn(txn):
+        store.require_role(txn, group, ctx.user.user_id, "read")
+        return files_store.group_files(txn, group, before or 2 ** 62, limit)
+    return {"files": await ctx.server.read("group_files", txn_fn)}
 
 
 @ops.op("group_history", group=Int(), before=Int(required=False, min=1),

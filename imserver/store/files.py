@@ -31,9 +31,26 @@ def readable_file(txn, file_id, user_id):
         return None
     info = dict(zip(FILE_FIELDS, row))
     if info["owner"] != user_id and not txn.one(
-            "SELECT 1 FROM file_access WHERE file_id = ? AND user_id = ?", (file_id, user_id)):
+            "SELECT 1 FROM file_access WHERE file_id = ? AND user_id = ?", (file_id, user_id)) \
+            and not txn.one(
+            "SELECT 1 FROM file_access a JOIN group_members m ON m.group_id = a.group_id "
+            "WHERE a.file_id = ? AND m.user_id = ?", (file_id, user_id)):
         raise ImError("forbidden", "you have no access to this file")
     return info
+
+
+def file_summary(txn, file_id):
+    """What a message carrying the file shows of it."""
+    row = txn.one("SELECT id, name, size, mime, sha256 FROM files WHERE id = ?", (file_id,))
+    return dict(zip(("id", "name", "size", "mime", "sha256"), row))
+
+
+def group_files(txn, group_id, before, limit):
+    """Files posted to a group, newest first: ``[{file fields..., "owner"}]``."""
+    cols = ", ".join(f"f.{c}" for c in FILE_FIELDS)
+    return [dict(zip(FILE_FIELDS, r)) for r in txn.all(
+        f"SELECT {cols} FROM file_access a JOIN files f ON f.id = a.file_id "
+        "WHERE a.group_id = ? AND f.id < ? ORDER BY f.id DESC LIMIT ?", (group_id, before, limit))]
 
 
 def _used_bytes(txn, owner, except_upload=None):

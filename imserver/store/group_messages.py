@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 
 from imserver.errors import ImError
-from imserver.store import stream
+from imserver.store import files, stream
 from imserver.store.groups import group_row, placeholders, require_role
 
-COLUMNS = "pos, group_id, seq, sender, client_id, body, mentions, ts"
+COLUMNS = "pos, group_id, seq, sender, client_id, body, mentions, ts, extra"
 _MENTION = re.compile(r"(?<![\w@])@(\d{1,18})\b")
 
 
@@ -24,16 +24,20 @@ class GroupSend:
     client_id: str
     body: str
     ts: int
+    file: dict | None = None  # {"id", "kind", "duration"?}: a file message
 
     def mention_candidates(self):
         return {int(m) for m in _MENTION.findall(self.body)} - {self.sender}
 
 
 def message_event(row):
-    pos, group_id, seq, sender, client_id, body, mentions, ts = row
-    return {"pos": pos, "type": "group_message", "msg_id": pos, "group": group_id, "seq": seq,
-            "from": sender, "body": body, "client_id": client_id,
-            "mentions": json.loads(mentions) if mentions else [], "ts": ts}
+    pos, group_id, seq, sender, client_id, body, mentions, ts, extra = row
+    event = {"pos": pos, "type": "group_message", "msg_id": pos, "group": group_id, "seq": seq,
+             "from": sender, "body": body, "client_id": client_id, "kind": "text",
+             "mentions": json.loads(mentions) if mentions else [], "ts": ts}
+    if extra:
+        event.update(json.loads(extra))
+    return event
 
 
 def _members_of(txn, group_ids, user_ids=None):
@@ -76,6 +80,8 @@ def send_batch(txn, positions, jobs):
             outcome.append(("repeat", key))  # the same send twice in one batch: stored once
         elif job.sender not in senders_in.get(job.group, ()):
             outcome.append(("ready", _refusal(txn, job.group)))
+        elif job.file and isinstance(error := _check_file(txn, job), ImError):
+            outcome.append(("ready", error))
         else:
             fresh[key] = job
             outcome.append(("new", key))
@@ -88,6 +94,24 @@ def send_batch(txn, positions, jobs):
             event, members = inserted[value]
             results.append((event, False, members) if tag == "new" else (event, True, ()))
     return results
+
+
+def _check_file(txn, job):
+    """None if the sender may share the file in the group (which is then granted it), else the error."""
+    try:
+        info = files.readable_file(txn, job.file["id"], job.sender)
+    except ImError as e:
+        return e
+    if info is None:
+        return ImError("not_found", "no such file")
+    files.grant(txn, info["id"], group_id=job.group)
+    return None
+
+
+def _file_extra(txn, job):
+    info = files.file_summary(txn, job.file["id"])
+    info.update({k: v for k, v in job.file.items() if k in ("kind", "duration")})
+    return json.dumps({"kind": job.file["kind"], "file": info})
 
 
 def _insert(txn, positions, jobs):
@@ -104,10 +128,11 @@ def _insert(txn, positions, jobs):
         candidates = job.mention_candidates()  # usually empty: no set of 200 members per message
         mentions = sorted(candidates & set(members[job.group])) if candidates else []
         row = (pos, job.group, seqs[job.group], job.sender, job.client_id, job.body,
-               json.dumps(mentions) if mentions else None, job.ts)
+               json.dumps(mentions) if mentions else None, job.ts,
+               _file_extra(txn, job) if job.file else None)
         rows.append(row)
         out[(job.sender, job.client_id)] = (message_event(row), members[job.group])
-    txn.executemany(f"INSERT INTO group_messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    txn.executemany(f"INSERT INTO group_messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     last = {job.group: row[0] for job, row in zip(jobs, rows)}
     txn.executemany("UPDATE chat_groups SET seq = ?, last_pos = ? WHERE id = ?",
                     [(seqs[g], last[g], g) for g in groups])
