@@ -43,7 +43,7 @@ def server(tmp_path_factory):
     proc.start()
     try:
         wait_port(port, proc)
-        yield {"address": f"127.0.0.1:{port}", "fingerprint": tls.fingerprint_file(cert)}
+        yield {"address": f"127.0.0.1:{port}", "fingerprint": tls.fingerprint_file(cert), "data": data}
     finally:
         proc.stop()
 
@@ -265,3 +265,40 @@ def test_lan_mode_chats_without_a_server(tmp_path):
         for p in (ann, bea):
             if p.proc.poll() is None:
                 p.proc.kill()
+
+
+def test_upload_killed_at_60_percent_resumes_after_restart(server, tmp_path):
+    """The client process is killed mid-upload; after a restart `upload --resume` finishes it
+    from the bytes the server holds, and the file arrives whole."""
+    import hashlib
+    import signal
+
+    home = signed_up(tmp_path, server, "ivy")
+    payload = tmp_path / "big.bin"
+    size = 150 * 1024 * 1024
+    with open(payload, "wb") as f:
+        for _ in range(size // (1024 * 1024)):
+            f.write(os.urandom(1024 * 1024))
+    proc = subprocess.Popen([sys.executable, "-m", "imclient", "--home", str(home), "upload", str(payload)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    parts = server["data"] / "parts"
+    held = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        held = max([p.stat().st_size for p in parts.glob("*.part")] or [0]) if parts.exists() else 0
+        if held >= 0.6 * size:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the upload finished before it could be killed"
+    assert 0.6 * size <= held < size
+    listed = json.loads(ok(imclient(home, "--json", "transfers")))["transfers"]
+    assert [t["path"] for t in listed] == [str(payload)]
+    resumed = json.loads(ok(imclient(home, "--json", "upload", "--resume", timeout=120)))
+    [done] = resumed["uploaded"]
+    out_dir = tmp_path / "back"
+    out_dir.mkdir()
+    ok(imclient(home, "download", str(done["file"]), "--output", str(out_dir), timeout=120))
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    assert digest(out_dir / "big.bin") == digest(payload)
