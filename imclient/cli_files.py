@@ -90,7 +90,13 @@ async def _upload_transfer(client, tid, path, name, size, sha256):
         raise Fail("the server accepted the upload, but this client has no transfer engine "
                    f"(imclient.transfer) to send the bytes; it is kept as transfer {tid}")
     meter = client.progress_meter(tid, "upload", name, size)
-    file_id = await engine.upload(client.protocol, path, name=name, size=size, sha256=sha256)
+    # The server says how far it has written (an upload_progress push every 4 MiB).
+    unsubscribe = client.protocol.subscribe(
+        lambda push: meter.update(push["offset"]) if push.get("op") == "upload_progress" else None)
+    try:
+        file_id = await engine.upload(client.protocol, path, name=name, size=size, sha256=sha256)
+    finally:
+        unsubscribe()
     meter.update(size)
     client.store.transfer_update(tid, file_id=file_id, offset=size, state="done",
                                  updated=int(time.time() * 1000))
