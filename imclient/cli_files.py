@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
 from twisted.internet import task, threads
 
 from imclient.account import Account
@@ -41,18 +42,29 @@ def file_digest(path):
 
 
 class ProgressLine:
-    """Shows ``progress`` events as one self-overwriting line on a terminal (stderr)."""
+    """Shows ``progress`` events as a tqdm bar per transfer on stderr (on a terminal); elsewhere
+    one summary line when a transfer finishes, so logs and scripts are not flooded."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.bars = {}
 
     def __call__(self, event):
-        if self.tty:
-            self.stream.write("\r" + format_progress(event) + ("\n" if event.done else ""))
-            self.stream.flush()
-        elif event.done:
-            self.stream.write(format_progress(event) + "\n")
+        if not self.tty:
+            if event.done:
+                self.stream.write(format_progress(event) + "\n")
+            return
+        bar = self.bars.get(event.transfer)
+        if bar is None:
+            bar = self.bars[event.transfer] = tqdm(
+                total=event.total, initial=event.bytes_done, desc=event.name, unit="B",
+                unit_scale=True, unit_divisor=1024, file=self.stream, leave=True,
+                mininterval=0, miniters=1)  # events come throttled already (ProgressMeter)
+        bar.update(event.bytes_done - bar.n)
+        if event.done:
+            bar.close()
+            del self.bars[event.transfer]
 
 
 def _watch(client, meter, measure, interval=0.25):

@@ -302,3 +302,27 @@ def test_upload_killed_at_60_percent_resumes_after_restart(server, tmp_path):
     ok(imclient(home, "download", str(done["file"]), "--output", str(out_dir), timeout=120))
     digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
     assert digest(out_dir / "big.bin") == digest(payload)
+
+
+def test_progress_line_draws_a_tqdm_bar_on_a_terminal():
+    import io
+
+    from imclient.cli_files import ProgressLine
+    from imclient.events import ProgressEvent
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    line = ProgressLine(screen)
+    for done in (0, 512 * 1024, 1024 * 1024):
+        line(ProgressEvent(1, "upload", "big.bin", done, 1024 * 1024, 1024.0, 1.0))
+    text = screen.getvalue()
+    assert "big.bin" in text and "100%" in text and "50%" in text
+    assert line.bars == {}  # closed when done
+    plain = io.StringIO()
+    line = ProgressLine(plain)
+    line(ProgressEvent(2, "download", "x.bin", 10, 20, 5.0, 2.0))
+    line(ProgressEvent(2, "download", "x.bin", 20, 20, 5.0, 0.0))
+    assert plain.getvalue().count("\n") == 1 and "x.bin" in plain.getvalue()
