@@ -204,3 +204,16 @@ def test_too_many_requests_in_flight_pause_reading():
         d.callback({})
     assert t.producerState == "producing"
     assert [f["re"] for f in frames(t)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_reading_resumes_only_when_every_reason_is_resumed():
+    proto, t = connect()
+    proto.pause_reading("upload")
+    proto.pause_reading("requests")
+    assert t.producerState == "paused"
+    proto.resume_reading("upload")
+    assert t.producerState == "paused"  # still too many requests in flight
+    proto.resume_reading("requests")
+    assert t.producerState == "producing"
+    proto.resume_reading("requests")  # resuming twice is harmless
+    assert t.producerState == "producing"

@@ -42,6 +42,14 @@ class FakeConn:
     def __init__(self):
         self.transport = FakeTransport()
 
+    def pause_reading(self, reason):
+        assert reason == "upload"
+        self.transport.pauseProducing()
+
+    def resume_reading(self, reason):
+        assert reason == "upload"
+        self.transport.resumeProducing()
+
 
 @pytest.fixture
 def session(tmp_path):

@@ -77,8 +77,8 @@ class UploadSession:
         self.received += len(data)
         if not self._busy:
             self._start()
-        elif self._queued > self._high_water and conn.transport is not None:
-            conn.transport.pauseProducing()
+        elif self._queued > self._high_water and conn.connected:
+            conn.pause_reading("upload")  # with its own reason: other pauses stay independent
             self._paused.add(conn)
         return self.received == self.size
 
@@ -104,10 +104,9 @@ class UploadSession:
             d.callback(None)
 
     def _resume_readers(self):
-        for conn in self._paused:
-            if conn.transport is not None and conn.connected:
-                conn.transport.resumeProducing()
-        self._paused.clear()
+        paused, self._paused = self._paused, set()
+        for conn in paused:
+            conn.resume_reading("upload")
 
     def _failed(self, failure):
         self._log.failure("writing upload {id} failed", failure, id=self.id)
