@@ -4,12 +4,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from imclient.protocol import RemoteError
-
-
-async def error_code(d):
-    with pytest.raises(RemoteError) as info:
-        await d
-    return info.value.code
+from helpers import error_code
 
 
 @pytest_twisted.ensureDeferred

@@ -12,6 +12,7 @@ from twisted.internet import defer, reactor, task
 from conftest import RunningServer, make_server
 from imclient import transfer
 from imclient.protocol import RemoteError
+from helpers import error_code
 from imserver.config import Config
 from imserver.transfer import frames
 
@@ -65,12 +66,6 @@ def digest(path):
         while data := f.read(8 * MiB):
             h.update(data)
     return h.hexdigest()
-
-
-async def error_code(d):
-    with pytest.raises(RemoteError) as info:
-        await d
-    return info.value.code
 
 
 def send_chunk(client, upload_id, offset, data):
