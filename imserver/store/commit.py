@@ -105,21 +105,24 @@ class GroupCommitter:
         return results
 
     def _done(self, results, groups):
+        # Start the next batch before answering this one: the database works on it (no GIL
+        # held while it waits for MariaDB) while this thread sends the replies and pushes.
+        # Its results can only arrive after this method returns, so pushes keep commit order.
         self._running = False
+        self._start()
         for kind, entries in groups.items():
             for (job, d), result in zip(entries, results[kind]):
                 if isinstance(result, ImError):
                     d.errback(result)
                 else:
                     d.callback(result)
-        self._start()
 
     def _failed(self, failure, groups):
         self._running = False
+        self._start()
         if not failure.check(ImError):
             self._log.failure("batch of {n} writes failed", failure, n=sum(map(len, groups.values())))
         error = failure.value if failure.check(ImError) else ImError("internal", "internal server error")
         for entries in groups.values():
             for _, d in entries:
                 d.errback(error)
-        self._start()
