@@ -1,9 +1,9 @@
 """The op table: each op declares its fields once; one validator and one error mapping serve all.
 
 ``OpTable.op(name, auth=..., **fields)`` registers a handler ``fn(ctx, **fields)`` returning a dict
-(directly, as a Deferred, or as a coroutine). ``dispatch`` turns a decoded request into a reply:
-``{"re": id, "ok": true, ...}`` or an error reply; an unexpected exception is logged once and the
-client sees only ``internal``.
+(directly, as a Deferred, or as a coroutine). ``dispatch`` turns a decoded request into a reply
+handed to a continuation: ``{"re": id, "ok": true, ...}`` or an error reply; an unexpected
+exception is logged once and the client sees only ``internal``.
 """
 import inspect
 from dataclasses import dataclass, field
@@ -76,17 +76,33 @@ class Op:
     fields: dict = field(default_factory=dict)
     auth: bool = True
 
+    def __post_init__(self):
+        # (name, required, default, exact type or None, field): an ``int`` or ``str`` value with
+        # no other limit is accepted by one type test; anything else goes through Field.check.
+        self._plan = tuple((name, spec.required, spec.default, _plain_type(spec), spec)
+                           for name, spec in self.fields.items())
+
     def arguments(self, request):
         args = {}
-        for name, spec in self.fields.items():
-            value = request.get(name, _MISSING)
-            if value is _MISSING or value is None:
-                if spec.required:
+        get = request.get
+        for name, required, default, plain, spec in self._plan:
+            value = get(name)
+            if value is None:
+                if required:
                     raise bad_request(f"missing field {name!r}")
-                args[name] = spec.default
+                args[name] = default
+            elif type(value) is plain:
+                args[name] = value
             else:
                 args[name] = spec.check(name, value)
         return args
+
+
+def _plain_type(spec):
+    """``str`` for a string field with no length or choice limit (any string will do), else None."""
+    if spec.kind == (str,) and spec.max_len is None and spec.choices is None:
+        return str
+    return None
 
 
 class OpTable:
@@ -138,19 +154,32 @@ def _failed(f, rid, request):
     return {"re": rid, "ok": False, "error": {"code": "internal", "message": "internal server error"}}
 
 
-def dispatch(table, ctx, request):
-    """The reply dict for one decoded request, or a Deferred firing with it (never failing).
+def dispatch(table, ctx, request, respond):
+    """Answer one decoded request: ``respond(reply)`` is called once with the reply dict,
+    ``{"re": id, "ok": true, ...}`` or an error reply; at once if the handler returned a dict,
+    or when its Deferred (or coroutine) fires. Never raises for anything a handler does.
 
-    A handler that returns a dict is answered at once and one that returns a Deferred when it
-    fires, with no coroutine in between: ``send`` runs tens of thousands of times a second.
+    A handler that returns a Deferred is answered through one callback on it, with no
+    coroutine in between: ``send`` runs tens of thousands of times a second.
     """
     rid = _request_id(request)
     try:
         result = _call(table, ctx, request)
     except Exception:
-        return _failed(failure.Failure(), rid, request)
+        respond(_failed(failure.Failure(), rid, request))
+        return
     if not isinstance(result, defer.Deferred):
         if not inspect.isawaitable(result):
-            return _ok(result, rid)
+            respond(_ok(result, rid))
+            return
         result = defer.ensureDeferred(result)
-    return result.addCallbacks(_ok, _failed, callbackArgs=(rid,), errbackArgs=(rid, request))
+    result.addCallbacks(_answer, _answer_failure, callbackArgs=(rid, respond),
+                        errbackArgs=(rid, request, respond))
+
+
+def _answer(result, rid, respond):
+    respond(_ok(result, rid))
+
+
+def _answer_failure(f, rid, request, respond):
+    respond(_failed(f, rid, request))

@@ -109,11 +109,7 @@ class ImProtocol(Int32StringReceiver):
         self._inflight += 1
         if self._inflight == self.max_inflight:
             self.pause_reading("requests")
-        reply = dispatch(self.server.ops, self.ctx, request)
-        if type(reply) is dict:
-            self._replied(reply)
-        else:
-            reply.addCallback(self._replied)
+        dispatch(self.server.ops, self.ctx, request, self._replied)
 
     def _replied(self, reply):
         self._inflight -= 1

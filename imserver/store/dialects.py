@@ -91,7 +91,10 @@ class MySQLDialect(Dialect):
 
     def __init__(self, host, port, user, password, database, options):
         import pymysql
+        from pymysql.constants import SERVER_STATUS
 
+        self._escape_string = pymysql.converters.escape_string
+        self._no_backslash_escapes = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
         self.host, self.port, self.user = host, port, user
         self.password, self.database = password, database
         self.options = options
@@ -116,8 +119,14 @@ class MySQLDialect(Dialect):
         if not rows or not head.lstrip().upper().startswith("INSERT") or \
                 template.replace(" ", "") != "(" + ",".join("?" * len(rows[0])) + ")":
             return cursor.executemany(self.sql(sql), rows)
-        escape = cursor.connection.escape  # PyMySQL's quoting of one value, by its type
-        text = {str: escape, int: int.__repr__, bool: lambda v: "1" if v else "0",
+        connection = cursor.connection
+        escape = connection.escape  # PyMySQL's quoting of one value, by its type
+        if connection.server_status & self._no_backslash_escapes:
+            quote = escape
+        else:  # what connection.escape does for a str, without its two calls per value
+            def quote(v, escape_string=self._escape_string):
+                return "'" + escape_string(v) + "'"
+        text = {str: quote, int: int.__repr__, bool: lambda v: "1" if v else "0",
                 type(None): lambda v: "NULL"}
         out, size = [], 0
         for row in rows:
