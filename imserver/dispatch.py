@@ -75,6 +75,11 @@ class Op:
     fn: object
     fields: dict = field(default_factory=dict)
     auth: bool = True
+    #: The handler answers through a callable instead of returning: ``fn(ctx, answer, **fields)``
+    #: calls ``answer(result_dict)`` or ``answer(exception)`` exactly once, later or at once
+    #: (raising before it has answered also answers). For the few ops run tens of thousands of
+    #: times a second, whose work finishes in a batch: no Deferred per request.
+    answers: bool = False
 
     def __post_init__(self):
         # (name, required, default, exact type or None, field): an ``int`` or ``str`` value with
@@ -109,11 +114,11 @@ class OpTable:
     def __init__(self):
         self.ops = {}
 
-    def op(self, name, /, auth=True, **fields):
+    def op(self, name, /, auth=True, answers=False, **fields):
         def register(fn):
             if name in self.ops:
                 raise ValueError(f"op {name!r} registered twice")
-            self.ops[name] = Op(name, fn, fields, auth)
+            self.ops[name] = Op(name, fn, fields, auth, answers)
             return fn
         return register
 
@@ -125,7 +130,8 @@ def _request_id(request):
     return rid
 
 
-def _call(table, ctx, request):
+def _resolve(table, ctx, request):
+    """The op a request names and its checked arguments; ImError if the request is not valid."""
     name = request.get("op")
     if not isinstance(name, str):
         raise bad_request("missing field 'op'")
@@ -137,7 +143,7 @@ def _call(table, ctx, request):
         raise ImError("unknown_op", f"unknown op {name!r}")
     if op.auth and ctx.user is None:
         raise ImError("not_authenticated", f"log in before {name!r}")
-    return op.fn(ctx, **op.arguments(request))
+    return op, op.arguments(request)
 
 
 def _ok(result, rid):
@@ -157,16 +163,23 @@ def _failed(f, rid, request):
 def dispatch(table, ctx, request, respond):
     """Answer one decoded request: ``respond(reply)`` is called once with the reply dict,
     ``{"re": id, "ok": true, ...}`` or an error reply; at once if the handler returned a dict,
-    or when its Deferred (or coroutine) fires. Never raises for anything a handler does.
-
-    A handler that returns a Deferred is answered through one callback on it, with no
-    coroutine in between: ``send`` runs tens of thousands of times a second.
+    or when its Deferred (or coroutine) fires, or when an ``answers`` handler answers. Never
+    raises for anything a handler does.
     """
     rid = _request_id(request)
+    answer = None
     try:
-        result = _call(table, ctx, request)
+        op, args = _resolve(table, ctx, request)
+        if op.answers:
+            answer = _Answer(rid, request, respond)
+            op.fn(ctx, answer, **args)
+            return
+        result = op.fn(ctx, **args)
     except Exception:
-        respond(_failed(failure.Failure(), rid, request))
+        if answer is None:
+            respond(_failed(failure.Failure(), rid, request))
+        else:
+            answer(failure.Failure())
         return
     if not isinstance(result, defer.Deferred):
         if not inspect.isawaitable(result):
@@ -175,6 +188,28 @@ def dispatch(table, ctx, request, respond):
         result = defer.ensureDeferred(result)
     result.addCallbacks(_answer, _answer_failure, callbackArgs=(rid, respond),
                         errbackArgs=(rid, request, respond))
+
+
+class _Answer:
+    """The ``answer`` callable given to an ``answers`` handler: the first call is the reply."""
+
+    __slots__ = ("rid", "request", "respond")
+
+    def __init__(self, rid, request, respond):
+        self.rid, self.request, self.respond = rid, request, respond
+
+    def __call__(self, result):
+        respond, self.respond = self.respond, None
+        if respond is None:
+            return  # answered already (a handler that raised after answering)
+        if type(result) is dict or result is None:
+            respond(_ok(result, self.rid))
+        elif isinstance(result, failure.Failure):
+            respond(_failed(result, self.rid, self.request))
+        elif isinstance(result, BaseException):
+            respond(_failed(failure.Failure(result), self.rid, self.request))
+        else:
+            respond(_ok(result, self.rid))
 
 
 def _answer(result, rid, respond):

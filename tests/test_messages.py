@@ -178,3 +178,37 @@ async def test_a_failing_job_does_not_undo_the_rest_of_its_batch(running, store)
     rows = await store.db.run("events", lambda txn: txn.all("SELECT pos FROM events WHERE type = 'test'"))
     assert [r[0] for r in rows] == [results[0][1][1]["pos"], results[2][1][1]["pos"]]
     assert head >= max(r[0] for r in rows)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_result_handler_does_not_keep_others_from_their_results(running):
+    """``enqueue`` calls each job's result handler directly: one that raises is logged, and the
+    jobs after it in the batch still get their results."""
+    def ok(txn, positions, user):
+        return stream.append_event(txn, positions, user, "test", {}, 1)
+
+    from twisted.logger import globalLogPublisher
+
+    writer = running.server.writer
+    got, done, logged = [], defer.Deferred(), []
+    globalLogPublisher.addObserver(logged.append)
+
+    def broken(result):
+        raise RuntimeError("handler bug")
+
+    def record(result):
+        got.append(result)
+        if len(got) == 2:
+            done.callback(None)
+
+    writer.enqueue("call", (ok, (1,)), record)
+    writer.enqueue("call", (ok, (1,)), broken)
+    writer.enqueue("call", (ok, (1,)), record)
+    try:
+        await done
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert [user for user, event in got] == [1, 1]
+    assert got[0][1]["pos"] < got[1][1]["pos"]
+    failures = [e["log_failure"] for e in logged if "log_failure" in e]
+    assert [f.getErrorMessage() for f in failures] == ["handler bug"]

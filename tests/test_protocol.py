@@ -217,3 +217,54 @@ def test_reading_resumes_only_when_every_reason_is_resumed():
     assert t.producerState == "producing"
     proto.resume_reading("requests")  # resuming twice is harmless
     assert t.producerState == "producing"
+
+
+def answering_ops():
+    """Ops in the ``answers`` form, answered later through the callables they were given."""
+    ops = OpTable()
+    pending = []
+
+    @ops.op("later", auth=False, answers=True, text=Str())
+    def later(ctx, answer, text):
+        if text == "bad":
+            raise ImError("bad_request", "refused before answering")
+        pending.append(answer)
+
+    return ops, pending
+
+
+def test_answering_op_replies_when_it_answers():
+    ops, pending = answering_ops()
+    proto = ImProtocol(FakeServer(ops))
+    t = StringTransport()
+    proto.makeConnection(t)
+    proto.dataReceived(wire.encode({"op": "later", "id": 1, "text": "a"}) +
+                       wire.encode({"op": "later", "id": 2, "text": "b"}) +
+                       wire.encode({"op": "later", "id": 3, "text": "c"}) +
+                       wire.encode({"op": "later", "id": 4, "text": "d"}))
+    assert frames(t) == [] and proto._inflight == 4
+    pending[1]({"n": 2})
+    pending[0](ImError("not_friends", "no"))
+    pending[2](RuntimeError("secret detail"))
+    pending[3](None)
+    pending[3]({"n": "again"})  # a second answer is ignored
+    replies = frames(t)
+    assert replies[0] == {"re": 2, "ok": True, "n": 2}
+    assert replies[1] == {"re": 1, "ok": False, "error": {"code": "not_friends", "message": "no"}}
+    assert replies[2] == {"re": 3, "ok": False, "error": {"code": "internal",
+                                                          "message": "internal server error"}}
+    assert replies[3] == {"re": 4, "ok": True}
+    assert len(replies) == 4 and proto._inflight == 0
+
+
+def test_answering_op_that_raises_is_answered_with_the_error():
+    ops, pending = answering_ops()
+    proto = ImProtocol(FakeServer(ops))
+    t = StringTransport()
+    proto.makeConnection(t)
+    feed(proto, {"op": "later", "id": 7, "text": "bad"})
+    feed(proto, {"op": "later", "id": 8})
+    assert frames(t) == [
+        {"re": 7, "ok": False, "error": {"code": "bad_request", "message": "refused before answering"}},
+        {"re": 8, "ok": False, "error": {"code": "bad_request", "message": "missing field 'text'"}}]
+    assert pending == [] and proto._inflight == 0

@@ -1,4 +1,6 @@
 """1:1 messaging ops: send, sync, history, receipts, unread counts."""
+from functools import partial
+
 from imserver.dispatch import Int, Obj, Str
 from imserver.errors import ImError
 from imserver.handlers import ops
@@ -42,10 +44,11 @@ def file_reference(file):
     return ref
 
 
-@ops.op("send", to=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
-        file=Obj(required=False))
-def send(ctx, to, body, client_id, file):
-    # A Deferred chain, not a coroutine: this is the op the server runs most.
+@ops.op("send", answers=True, to=Int(), body=Str(required=False, default=""),
+        client_id=Str(max_len=64), file=Obj(required=False))
+def send(ctx, answer, to, body, client_id, file):
+    # The op the server runs most: it answers from the batch's completion, with no Deferred or
+    # coroutine per message (a bad request raises here, and dispatch answers with the error).
     server, me = ctx.server, ctx.user.user_id
     file = file_reference(file)
     if to == me:
@@ -53,10 +56,15 @@ def send(ctx, to, body, client_id, file):
     check_text(server.config, body, client_id, allow_empty=file is not None)
     job = store.Send(me, to, client_id, body, file["kind"] if file else "text", None,
                      server.now_ms(), file)
-    return server.writer.submit("send", job).addCallback(_sent, ctx, me, to)
+    server.writer.enqueue("send", job, partial(_sent, ctx, me, to, answer))
 
 
-def _sent(result, ctx, me, to):
+def _sent(ctx, me, to, answer, result):
+    """The batch holding this send has committed (``result`` is ``(event, duplicate)``) or it
+    was refused (``result`` is an ImError): push to both users' devices, then answer."""
+    if isinstance(result, ImError):
+        answer(result)
+        return
     event, duplicate = result
     if not duplicate:
         notifier = ctx.server.notifier
@@ -64,7 +72,7 @@ def _sent(result, ctx, me, to):
         notifier.push(to, push)
         if notifier.connection_count(me) > 1:
             notifier.push(me, push, exclude=ctx.conn)
-    return {"msg_id": event["msg_id"], "ts": event["ts"], "pos": event["pos"], "duplicate": duplicate}
+    answer({"msg_id": event["msg_id"], "ts": event["ts"], "pos": event["pos"], "duplicate": duplicate})
 
 
 @ops.op("sync", since=Int(min=0), limit=Int(required=False, default=100, min=1, max=1000))
