@@ -2,7 +2,8 @@
 
 Every store call goes through ``Database.run(desc, fn, *args)``: ``fn(txn, *args)`` runs in one
 transaction on a pool thread, with ``txn.execute`` taking portable ``?`` SQL. A database that
-cannot be reached becomes ``ImError("unavailable")``; adbapi reconnects on the next call.
+cannot be reached becomes ``ImError("unavailable")``; adbapi reconnects on the next call, and a
+pooled connection the server has closed meanwhile is replaced before it is used.
 """
 from twisted.enterprise import adbapi
 from twisted.logger import Logger
@@ -44,6 +45,25 @@ class Txn:
         return self._cur.rowcount
 
 
+class ConnectionPool(adbapi.ConnectionPool):
+    """adbapi's pool, checking a thread's idle connection before each transaction.
+
+    adbapi keeps one connection per pool thread and only notices a dead one when a transaction on
+    it fails. After a database restart every thread still holds a connection to the old server,
+    so each would fail one request with ``unavailable`` although the database is back.
+    """
+
+    def __init__(self, connection_closed, *args, **kw):
+        self._connection_closed = connection_closed
+        super().__init__(*args, **kw)
+
+    def connect(self):
+        conn = self.connections.get(self.threadID())
+        if conn is not None and self._connection_closed(conn):
+            self.disconnect(conn)
+        return super().connect()
+
+
 class Database:
     _log = Logger()
 
@@ -51,7 +71,7 @@ class Database:
         self.dialect = dialect
         if pool is None:
             args, kw = dialect.pool_args()
-            pool = adbapi.ConnectionPool(*args, **kw)
+            pool = ConnectionPool(dialect.connection_closed, *args, **kw)
         self.pool = pool
 
     def run(self, desc, fn, *args, **kw):
