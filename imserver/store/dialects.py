@@ -91,6 +91,21 @@ def _sqlite_open(conn):
 _MAX_STATEMENT = 1_000_000
 
 
+def _value_renderer(escape):
+    """SQL text of one value by its type; ``escape`` (PyMySQL's) for any type not listed."""
+    by_type = {int: int.__repr__, bool: lambda v: "1" if v else "0", type(None): lambda v: "NULL"}
+
+    def value(v):
+        return by_type.get(type(v), escape)(v)
+    return value
+
+
+def _generic_row(value):
+    def render(row):
+        return "(" + ",".join([value(v) for v in row]) + ")"
+    return render
+
+
 class MySQLDialect(Dialect):
     name = "mysql"
     for_update = " FOR UPDATE"
@@ -107,6 +122,7 @@ class MySQLDialect(Dialect):
         self.unavailable_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
         self.integrity_errors = (pymysql.err.IntegrityError,)
         self._cache = {}
+        self._renderers = {}
 
     def sql(self, text):
         out = self._cache.get(text)
@@ -117,26 +133,23 @@ class MySQLDialect(Dialect):
         return out
 
     def executemany(self, cursor, sql, rows):
-        """A multi-row ``INSERT ... VALUES (?, ...)`` rendered here with a per-type table, instead
-        of PyMySQL's generic ``executemany`` (several calls deep per value), which was most of the
-        pool thread's Python time in a group commit of messages. Strings and any other type are
-        still quoted by PyMySQL; any other statement goes to PyMySQL whole."""
+        """A multi-row ``INSERT ... VALUES (?, ...)`` rendered here, instead of by PyMySQL's
+        generic ``executemany`` (several calls deep per value), which was most of the pool
+        thread's Python time in a group commit of messages. Any other statement goes to PyMySQL
+        whole."""
         head, _, template = sql.partition(" VALUES ")
         if not rows or not head.lstrip().upper().startswith("INSERT") or \
                 template.replace(" ", "") != "(" + ",".join("?" * len(rows[0])) + ")":
             return cursor.executemany(self.sql(sql), rows)
         connection = cursor.connection
-        escape = connection.escape  # PyMySQL's quoting of one value, by its type
+        value = _value_renderer(connection.escape)
         if connection.server_status & self._no_backslash_escapes:
-            quote = escape
-        else:  # what connection.escape does for a str, without its two calls per value
-            def quote(v, escape_string=self._escape_string):
-                return "'" + escape_string(v) + "'"
-        text = {str: quote, int: int.__repr__, bool: lambda v: "1" if v else "0",
-                type(None): lambda v: "NULL"}
+            render = _generic_row(value)
+        else:
+            render = self._row_renderer(tuple(map(type, rows[0])), value)
         out, size = [], 0
         for row in rows:
-            item = "(" + ",".join([text.get(type(v), escape)(v) for v in row]) + ")"
+            item = render(row)
             out.append(item)
             size += len(item) + 1
             if size > _MAX_STATEMENT:
@@ -144,6 +157,48 @@ class MySQLDialect(Dialect):
                 out, size = [], 0
         if out:
             cursor.execute(head + " VALUES " + ",".join(out))
+
+    def _row_renderer(self, types, value):
+        """A function rendering one row as ``(v1,v2,...)`` SQL text, made for ``types`` (the
+        column types of a batch's first row) and kept for the next batch like it.
+
+        One ``%`` format per row, where ints become ``%d`` through ``int.__index__`` and
+        strings ``'%s'`` through ``escape_string``; both raise on any other type (a bool is an
+        int and renders as 1 or 0; a float, None or a str in an int column raises). A row
+        that raises, or has another length, is rendered value by value by the generic path
+        instead: a different type in a later row is still quoted, never pasted in raw.
+        """
+        fast = self._renderers.get(types)
+        if fast is None:
+            parts, exprs = [], []
+            for i, t in enumerate(types):
+                if t is int:
+                    parts.append("%d")
+                    exprs.append(f"index(r[{i}])")
+                elif t is str:
+                    parts.append("'%s'")
+                    exprs.append(f"escape_string(r[{i}])")
+                else:
+                    parts.append("%s")
+                    exprs.append(f"value(r[{i}])")
+            source = (f"def render(r, value):\n"
+                      f"    return {'(' + ','.join(parts) + ')'!r} % ({', '.join(exprs)},)\n")
+            namespace = {"index": int.__index__, "escape_string": self._escape_string}
+            exec(source, namespace)  # noqa: S102 (the source is built above from positions only)
+            fast = namespace["render"]
+            if len(self._renderers) >= 64:
+                self._renderers.clear()
+            self._renderers[types] = fast
+        generic, width = _generic_row(value), len(types)
+
+        def render(row):
+            if len(row) == width:
+                try:
+                    return fast(row, value)
+                except (TypeError, AttributeError):
+                    pass
+            return generic(row)
+        return render
 
     def connection_closed(self, conn):
         # Between transactions the server sends nothing unasked: anything to read on an idle
