@@ -47,6 +47,20 @@ async def test_resend_with_same_client_id_is_stored_once(running):
     assert len({r["msg_id"] for r in replies}) == 1
     history = (await bob.request("history", peer=alice.user_id))["messages"]
     assert [m["body"] for m in history] == ["twice", "once"]
+    # Resends of committed messages mixed with new sends in one batch: the new ones are stored
+    # and pushed, each resend answers with its first message, and nothing is stored twice.
+    mixed = await defer.gatherResults([
+        alice.request("send", to=bob.user_id, body="new 1", client_id="new-1"),
+        alice.request("send", to=bob.user_id, body="once", client_id="same"),
+        alice.request("send", to=bob.user_id, body="new 2", client_id="new-2"),
+        alice.request("send", to=bob.user_id, body="twice", client_id="pipelined"),
+        alice.request("send", to=bob.user_id, body="new 2", client_id="new-2")])
+    assert [r["duplicate"] for r in mixed] == [False, True, False, True, True]
+    assert mixed[1]["msg_id"] == first["msg_id"] and mixed[3]["msg_id"] == replies[0]["msg_id"]
+    assert mixed[4]["msg_id"] == mixed[2]["msg_id"]
+    history = (await bob.request("history", peer=alice.user_id))["messages"]
+    assert [m["body"] for m in history] == ["new 2", "new 1", "twice", "once"]
+    assert mixed[0]["pos"] < mixed[2]["pos"]
 
 
 @pytest_twisted.ensureDeferred

@@ -20,7 +20,8 @@ class Positions:
 
     The batch reads ``stream_seq`` once, locking its row (``FOR UPDATE`` on MySQL; SQLite has one
     writer), and writes the last position back before committing. So batches, even from several
-    server processes, take positions in commit order and without gaps.
+    server processes, take positions in commit order and never overlap (a position taken for
+    a send that turns out to be a duplicate stays unused).
     """
 
     def __init__(self, txn):

@@ -4,6 +4,7 @@ Store modules write portable SQL with ``?`` placeholders; a dialect rewrites wha
 This is the only module that imports a DB-API driver or knows a connection URL.
 """
 import os
+import re
 import socket
 import sqlite3
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -24,7 +25,9 @@ class Dialect:
         """Open the transaction explicitly (for batches that use savepoints)."""
 
     def executemany(self, cursor, sql, rows):
+        """Run ``sql`` once per row; returns the number of rows the statements changed."""
         cursor.executemany(self.sql(sql), rows)
+        return cursor.rowcount
 
     def connection_closed(self, conn):
         """True if an idle pooled connection is known to be dead, so the pool replaces it
@@ -32,6 +35,12 @@ class Dialect:
         return False
 
     def insert_ignore(self, table):
+        raise NotImplementedError
+
+    def on_conflict_ignore(self, key, column):
+        """The tail that makes ``INSERT ... VALUES (...)`` skip a row whose unique ``key``
+        (a column list) exists already, counting it as no change; any other error still fails
+        the statement. ``column`` is one of the inserted columns (MySQL's form names one)."""
         raise NotImplementedError
 
     def on_conflict_increment(self, key, column):
@@ -50,6 +59,9 @@ class SQLiteDialect(Dialect):
 
     def insert_ignore(self, table):
         return f"INSERT OR IGNORE INTO {table}"
+
+    def on_conflict_ignore(self, key, column):
+        return f"ON CONFLICT({key}) DO NOTHING"
 
     def begin(self, txn):
         # Python's sqlite3 opens transactions lazily, before the first INSERT/UPDATE/DELETE; a
@@ -89,6 +101,8 @@ def _sqlite_open(conn):
 
 #: Split rendered multi-row INSERTs at about this many characters (PyMySQL's own limit).
 _MAX_STATEMENT = 1_000_000
+#: The part of an INSERT after ``VALUES``: one row of placeholders, then an optional tail.
+_VALUES = re.compile(r"\s*(\([?,\s]*\))(\s.*)?$", re.S)
 
 
 def _value_renderer(escape):
@@ -133,30 +147,34 @@ class MySQLDialect(Dialect):
         return out
 
     def executemany(self, cursor, sql, rows):
-        """A multi-row ``INSERT ... VALUES (?, ...)`` rendered here, instead of by PyMySQL's
-        generic ``executemany`` (several calls deep per value), which was most of the pool
-        thread's Python time in a group commit of messages. Any other statement goes to PyMySQL
-        whole."""
-        head, _, template = sql.partition(" VALUES ")
-        if not rows or not head.lstrip().upper().startswith("INSERT") or \
-                template.replace(" ", "") != "(" + ",".join("?" * len(rows[0])) + ")":
-            return cursor.executemany(self.sql(sql), rows)
+        """A multi-row ``INSERT ... VALUES (?, ...) [tail]`` rendered here, instead of by
+        PyMySQL's generic ``executemany`` (several calls deep per value), which was most of the
+        pool thread's Python time in a group commit of messages. Any other statement goes to
+        PyMySQL whole. Returns the number of rows the statements changed."""
+        head, _, rest = sql.partition(" VALUES ")
+        shape = _VALUES.match(rest)
+        if not rows or not head.lstrip().upper().startswith("INSERT") or shape is None or \
+                shape.group(1).replace(" ", "") != "(" + ",".join("?" * len(rows[0])) + ")":
+            cursor.executemany(self.sql(sql), rows)
+            return cursor.rowcount
+        head, tail = head + " VALUES ", shape.group(2) or ""
         connection = cursor.connection
         value = _value_renderer(connection.escape)
         if connection.server_status & self._no_backslash_escapes:
             render = _generic_row(value)
         else:
             render = self._row_renderer(tuple(map(type, rows[0])), value)
-        out, size = [], 0
+        out, size, changed = [], 0, 0
         for row in rows:
             item = render(row)
             out.append(item)
             size += len(item) + 1
             if size > _MAX_STATEMENT:
-                cursor.execute(head + " VALUES " + ",".join(out))
+                changed += cursor.execute(head + ",".join(out) + tail)
                 out, size = [], 0
         if out:
-            cursor.execute(head + " VALUES " + ",".join(out))
+            changed += cursor.execute(head + ",".join(out) + tail)
+        return changed
 
     def _row_renderer(self, types, value):
         """A function rendering one row as ``(v1,v2,...)`` SQL text, made for ``types`` (the
@@ -223,6 +241,12 @@ class MySQLDialect(Dialect):
 
     def insert_ignore(self, table):
         return f"INSERT IGNORE INTO {table}"
+
+    def on_conflict_ignore(self, key, column):
+        # Not INSERT IGNORE, which would also turn data errors into warnings. Setting a column
+        # to itself changes nothing, so such a row counts 0 affected rows (PyMySQL does not ask
+        # for found rows); it applies to any unique key, which callers check (see messages.py).
+        return f"ON DUPLICATE KEY UPDATE {column} = {column}"
 
     def on_conflict_increment(self, key, column):
         return f"ON DUPLICATE KEY UPDATE {column} = {column} + 1"

@@ -36,21 +36,22 @@ def _pairs(first, second, pairs):
 
 
 def send_batch(txn, positions, jobs):
-    """The group-commit function for ``send`` jobs: one friendship query, one idempotency query,
-    one bulk insert. Returns, per job, ``(event, duplicate)`` or an ImError."""
-    where, args = _pairs("sender", "client_id", [(j.sender, j.client_id) for j in jobs])
-    existing = {(r[1], r[3]): r for r in txn.all(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}", args)}
+    """The group-commit function for ``send`` jobs: one friendship query and one bulk insert.
+    Returns, per job, ``(event, duplicate)`` or an ImError.
+
+    Idempotency rests on the unique ``(sender, client_id)`` key: rows whose key exists are
+    skipped by the insert itself, and only when the insert reports fewer rows than it was given
+    (a client resending after a lost ack, rare) are the earlier messages looked up. A send's
+    position taken for a row that turned out to be a duplicate is left unused: positions only
+    ever grow, and a reader never relies on them being consecutive."""
     where, args = _pairs("user_id", "friend_id", [(j.sender, j.recipient) for j in jobs])
     friends = set(txn.all(f"SELECT user_id, friend_id FROM friends WHERE {where}", args))
     missing_users = _missing_users(txn, {j.recipient for j in jobs if (j.sender, j.recipient) not in friends})
     results, rows, fresh = [], [], {}
     for job in jobs:
         key = (job.sender, job.client_id)
-        if key in existing:
-            results.append((message_event(existing[key]), True))
-        elif key in fresh:
-            results.append((fresh[key], True))
+        if key in fresh:
+            results.append(key)  # a resend inside this batch: answered below with the first
         elif job.recipient in missing_users:
             results.append(ImError("not_found", "no such user"))
         elif (job.sender, job.recipient) not in friends:
@@ -66,10 +67,43 @@ def send_batch(txn, positions, jobs):
             row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body, extra, job.ts)
             rows.append(row)
             fresh[key] = message_event(row)
-            results.append((fresh[key], False))
+            results.append(None)
+    duplicates = set()
     if rows:
-        txn.executemany(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    return results
+        inserted = txn.executemany(
+            f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            + txn.dialect.on_conflict_ignore("sender, client_id", "pos"), rows)
+        if inserted != len(rows):
+            duplicates = _earlier_sends(txn, fresh, len(rows) - inserted)
+    out = []
+    for job, result in zip(jobs, results):
+        key = (job.sender, job.client_id)
+        if result is None:
+            out.append((fresh[key], key in duplicates))
+        elif type(result) is tuple:
+            out.append((fresh[key], True))
+        else:
+            out.append(result)
+    return out
+
+
+def _earlier_sends(txn, fresh, expected):
+    """Replace in ``fresh`` the events of sends the insert skipped because their client id was
+    used before, with the messages stored then; returns their keys."""
+    where, args = _pairs("sender", "client_id", list(fresh))
+    stored = txn.all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}", args)
+    duplicates = set()
+    for row in stored:
+        key = (row[1], row[3])
+        if row[0] != fresh[key]["pos"]:
+            fresh[key] = message_event(row)
+            duplicates.add(key)
+    if len(duplicates) != expected:
+        # Only the (sender, client_id) key may make the insert skip a row: anything else
+        # (a position taken twice) would lose a message, so the whole batch fails instead.
+        raise RuntimeError(f"the insert skipped {expected} rows but {len(duplicates)} were "
+                           "earlier sends")
+    return duplicates
 
 
 def _attach_file(txn, job):

@@ -25,8 +25,8 @@ class Txn:
         return self._cur
 
     def executemany(self, sql, seq):
-        self.dialect.executemany(self._cur, sql, seq)
-        return self._cur
+        """Run ``sql`` for each row of ``seq``; returns how many rows the statements changed."""
+        return self.dialect.executemany(self._cur, sql, seq)
 
     def one(self, sql, args=()):
         self._cur.execute(self.dialect.sql(sql), args)
