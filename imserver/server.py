@@ -27,7 +27,7 @@ class Server:
         self.portal = Portal(self.realm, [auth.PasswordChecker(store.accounts, self.hasher),
                                           auth.TokenChecker(store.accounts, reactor)])
         self.writer = GroupCommitter(store.db, reactor)
-        self.writer.register("send", messages.send_batch)
+        self.writer.register("send", messages.send_batch, reads_first=True)
         self.connections = set()
         self.login_hooks = []  # fn(ctx, user) after a login or resume succeeds
         install_hooks(self)

@@ -10,6 +10,7 @@ from collections import deque
 from functools import partial
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 from imserver.errors import ImError
@@ -24,15 +25,23 @@ class Positions:
     a send that turns out to be a duplicate stays unused).
     """
 
-    def __init__(self, txn):
+    def __init__(self, txn, on_locked=None):
         self.txn = txn
         self._first = self._last = None
+        self._on_locked = on_locked
 
-    def take(self):
+    def lock(self):
+        """Take the position lock now (it is otherwise taken by the first ``take``)."""
         if self._last is None:
             lock = self.txn.dialect.for_update
             (self._last,) = self.txn.one(f"SELECT pos FROM stream_seq WHERE id = 1{lock}")
             self._first = self._last
+            if self._on_locked is not None:
+                self._on_locked()
+
+    def take(self):
+        if self._last is None:
+            self.lock()
         self._last += 1
         return self._last
 
@@ -63,21 +72,46 @@ def _fire(d, result):
 
 
 class GroupCommitter:
+    """Runs queued stream writes in batches, each batch one transaction.
+
+    Up to ``concurrency`` batches are in flight at once (the dialect says how many it can
+    overlap: one for SQLite's single writer, two for MySQL). A batch is started only once the
+    batch before it holds the position lock, so batches take the lock, and so positions, in
+    the order they were started, and a client's pipelined writes keep their order; a batch
+    whose kinds only read before their first position (``reads_first``) does those reads
+    while the batch before it inserts and commits. Results are handed out in batch order, which
+    is commit order, so pushes leave in position order.
+    """
     _log = Logger()
 
-    def __init__(self, db, clock, max_batch=2000):
+    def __init__(self, db, reactor, max_batch=2000, concurrency=None):
         self.db = db
-        self.clock = clock
+        self.reactor = reactor  # callLater for gathering a batch, callFromThread for the lock
         self.max_batch = max_batch
+        if concurrency is None:
+            concurrency = getattr(db.dialect, "concurrent_batches", 1)
+        self.concurrency = concurrency
         self.kinds = {"call": run_calls}
+        self._reads_first = set()
         self._queue = deque()
-        self._running = False
+        self._in_flight = 0
         self._scheduled = False
+        self._unlocked = None  # the newest batch, until it holds the position lock or ends
+        self._started = 0  # batches started, in order; each batch's number is its index
+        self._delivered = 0  # batches whose results have been handed out
+        self._finished = {}  # number -> (results or Failure, groups) waiting for earlier batches
         self.batches = 0  # for tests and benchmarks: how many transactions ran
 
-    def register(self, kind, batch_fn):
-        """``batch_fn(txn, positions, [job args...]) -> [result or ImError per job]``."""
+    def register(self, kind, batch_fn, reads_first=False):
+        """``batch_fn(txn, positions, [job args...]) -> [result or ImError per job]``.
+
+        ``reads_first``: the function only reads until its first ``positions.take()``, and so
+        may run while the batch before holds the position lock. A batch with any other kind
+        takes the lock before it starts. (Either way a batch holds no lock when it waits for
+        the position lock, so two batches in flight cannot deadlock.)"""
         self.kinds[kind] = batch_fn
+        if reads_first:
+            self._reads_first.add(kind)
 
     def submit(self, kind, job):
         """Queue a job for the next batch; a Deferred fires with its result (or fails)."""
@@ -89,42 +123,70 @@ class GroupCommitter:
         """Queue a job; ``on_result(result)`` is called once it has committed, or with an
         ``ImError`` instead. No Deferred: for jobs queued tens of thousands of times a second."""
         self._queue.append((kind, job, on_result))
-        if not self._running and not self._scheduled:
+        if not self._scheduled and self._can_start():
             # Gather everything that arrives in this reactor turn into the first batch.
             self._scheduled = True
-            self.clock.callLater(0, self._start)
+            self.reactor.callLater(0, self._start)
 
     def call(self, fn, *args):
         """Run ``fn(txn, positions, *args)`` in the next batch; fires with its result."""
         return self.submit("call", (fn, args))
 
+    def _can_start(self):
+        return self._in_flight < self.concurrency and self._unlocked is None
+
     def _start(self):
         self._scheduled = False
-        if self._running or not self._queue:
+        if not self._queue or not self._can_start():
             return
         batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch))]
         groups = {}
         for kind, job, on_result in batch:
             groups.setdefault(kind, []).append((job, on_result))
-        self._running = True
+        number, self._started = self._started, self._started + 1
+        self._in_flight += 1
         self.batches += 1
-        self.db.run("commit_batch", self._batch_txn, groups).addCallbacks(
-            self._done, self._failed, callbackArgs=(groups,), errbackArgs=(groups,))
+        if self.concurrency > 1:
+            self._unlocked = number
+            on_locked = partial(self.reactor.callFromThread, self._locked, number)
+        else:
+            on_locked = None
+        self.db.run("commit_batch", self._batch_txn, groups, on_locked).addBoth(
+            self._finish, number, groups)
 
-    def _batch_txn(self, txn, groups):
+    def _batch_txn(self, txn, groups, on_locked):
         txn.dialect.begin(txn)
-        positions = Positions(txn)
+        positions = Positions(txn, on_locked)
+        if not self._reads_first.issuperset(groups):
+            positions.lock()
         results = {kind: self.kinds[kind](txn, positions, [job for job, _ in entries])
                    for kind, entries in groups.items()}
         positions.save()
         return results
 
-    def _done(self, results, groups):
+    def _locked(self, number):
+        """(Reactor thread.) Batch ``number`` holds the position lock: the next may start."""
+        if self._unlocked == number:
+            self._unlocked = None
+            self._start()
+
+    def _finish(self, outcome, number, groups):
         # Start the next batch before answering this one: the database works on it (no GIL
         # held while it waits for MariaDB) while this thread sends the replies and pushes.
-        # Its results can only arrive after this method returns, so pushes keep commit order.
-        self._running = False
+        self._in_flight -= 1
+        if self._unlocked == number:
+            self._unlocked = None  # it ended without taking the lock (nothing to write, or failed)
+        self._finished[number] = (outcome, groups)
         self._start()
+        while self._delivered in self._finished:
+            outcome, groups = self._finished.pop(self._delivered)
+            self._delivered += 1
+            if isinstance(outcome, Failure):
+                self._failed(outcome, groups)
+            else:
+                self._done(outcome, groups)
+
+    def _done(self, results, groups):
         for kind, entries in groups.items():
             for (job, on_result), result in zip(entries, results[kind]):
                 try:
@@ -133,8 +195,6 @@ class GroupCommitter:
                     self._log.failure("handling the result of a {kind} job failed", kind=kind)
 
     def _failed(self, failure, groups):
-        self._running = False
-        self._start()
         if not failure.check(ImError):
             self._log.failure("batch of {n} writes failed", failure, n=sum(map(len, groups.values())))
         error = failure.value if failure.check(ImError) else ImError("internal", "internal server error")

@@ -17,6 +17,10 @@ class Dialect:
     #: Errors that mean "the database cannot be reached right now", not "your SQL is wrong".
     unavailable_errors = ()
     integrity_errors = ()
+    #: Group-commit batches that may be in flight at once: a second one prepares (checks and
+    #: lookups) while the first, holding the position lock, inserts and commits. SQLite has one
+    #: writer and takes its lock at BEGIN, so there it is one.
+    concurrent_batches = 1
 
     def sql(self, text):
         return text
@@ -123,6 +127,7 @@ def _generic_row(value):
 class MySQLDialect(Dialect):
     name = "mysql"
     for_update = " FOR UPDATE"
+    concurrent_batches = 2
 
     def __init__(self, host, port, user, password, database, options):
         import pymysql

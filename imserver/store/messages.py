@@ -47,27 +47,39 @@ def send_batch(txn, positions, jobs):
     where, args = _pairs("user_id", "friend_id", [(j.sender, j.recipient) for j in jobs])
     friends = set(txn.all(f"SELECT user_id, friend_id FROM friends WHERE {where}", args))
     missing_users = _missing_users(txn, {j.recipient for j in jobs if (j.sender, j.recipient) not in friends})
-    results, rows, fresh = [], [], {}
+    results, accepted, seen = [], [], set()
     for job in jobs:
         key = (job.sender, job.client_id)
-        if key in fresh:
+        if key in seen:
             results.append(key)  # a resend inside this batch: answered below with the first
         elif job.recipient in missing_users:
             results.append(ImError("not_found", "no such user"))
         elif (job.sender, job.recipient) not in friends:
             results.append(ImError("not_friends", "you can only message your friends"))
         else:
-            try:
-                extra = _attach_file(txn, job) if job.file else job.extra
-            except ImError as e:
-                results.append(e)
-                continue
-            pos = positions.take()
-            extra = json.dumps(extra) if extra else None
-            row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body, extra, job.ts)
-            rows.append(row)
-            fresh[key] = message_event(row)
+            file = None
+            if job.file:  # may the sender share it? (a read: no lock taken yet)
+                try:
+                    file = files.readable_file(txn, job.file["id"], job.sender)
+                except ImError as e:
+                    results.append(e)
+                    continue
+                if file is None:
+                    results.append(ImError("not_found", "no such file"))
+                    continue
+            seen.add(key)
+            accepted.append((job, file))
             results.append(None)
+    # Writes last, positions first among them: the first position locks the position counter
+    # until this batch commits, and the reads above ran while the batch before still held it.
+    rows, fresh = [], {}
+    for job, file in accepted:
+        pos = positions.take()
+        extra = _attach_file(txn, job, file) if file else job.extra
+        row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body,
+               json.dumps(extra) if extra else None, job.ts)
+        rows.append(row)
+        fresh[(job.sender, job.client_id)] = message_event(row)
     duplicates = set()
     if rows:
         inserted = txn.executemany(
@@ -106,11 +118,9 @@ def _earlier_sends(txn, fresh, expected):
     return duplicates
 
 
-def _attach_file(txn, job):
-    """Check the sender may share the file, let the recipient read it; the message's extra."""
-    info = files.readable_file(txn, job.file["id"], job.sender)
-    if info is None:
-        raise ImError("not_found", "no such file")
+def _attach_file(txn, job, info):
+    """Let the recipient read the file (``info``, which the sender may share); the message's
+    extra."""
     files.grant(txn, info["id"], user_id=job.recipient)
     attached = {k: info[k] for k in ("id", "name", "size", "mime", "sha256")}
     attached.update({k: v for k, v in job.file.items() if k in ("kind", "duration")})

@@ -1,0 +1,98 @@
+"""GroupCommitter's ordering with two batches in flight, on a fake database whose transactions
+run exactly when the test says (the real thing runs them on pool threads in any order)."""
+from twisted.internet import defer, task
+
+from imserver.store.commit import GroupCommitter
+
+
+class Reactor(task.Clock):
+    def callFromThread(self, f, *args, **kw):
+        f(*args, **kw)
+
+
+class FakeTxn:
+    class dialect:
+        for_update = " FOR UPDATE"
+
+        @staticmethod
+        def begin(txn):
+            pass
+
+    def __init__(self, db):
+        self.db = db
+
+    def one(self, sql, args=()):
+        assert "FOR UPDATE" in sql
+        return (self.db.pos,)
+
+    def execute(self, sql, args=()):
+        if sql.startswith("UPDATE stream_seq"):
+            self.db.pos = args[0]
+
+
+class FakeDB:
+    """``run`` queues the transaction; the test calls ``step`` to run one, split at the lock."""
+
+    def __init__(self):
+        self.pos = 0
+        self.pending = []
+
+    def run(self, desc, fn, *args):
+        d = defer.Deferred()
+        self.pending.append((fn, args, d))
+        return d
+
+    def run_now(self, index):
+        fn, args, d = self.pending.pop(index)
+        d.callback(fn(FakeTxn(self), *args))
+
+
+def take_all(txn, positions, jobs):
+    return [positions.take() for _ in jobs]
+
+
+def make():
+    reactor, db = Reactor(), FakeDB()
+    db.dialect = FakeTxn.dialect
+    writer = GroupCommitter(db, reactor, concurrency=2)
+    writer.register("w", take_all)
+    got = []
+    return reactor, db, writer, got
+
+
+def test_next_batch_starts_only_once_the_one_before_holds_the_lock():
+    reactor, db, writer, got = make()
+    for i in range(3):
+        writer.enqueue("w", i, got.append)
+    reactor.advance(0)
+    assert len(db.pending) == 1
+    for i in range(3, 5):
+        writer.enqueue("w", i, got.append)
+    reactor.advance(0)
+    assert len(db.pending) == 1  # batch 0 has not taken the position lock yet
+    db.run_now(0)  # batch 0 locks (batch 1 may start), commits, and its results go out
+    assert got == [1, 2, 3]
+    reactor.advance(0)
+    assert len(db.pending) == 1
+    db.run_now(0)
+    assert got == [1, 2, 3, 4, 5]
+
+
+def test_results_go_out_in_batch_order_even_if_a_later_batch_ends_first():
+    reactor, db, writer, got = make()
+    for i in range(2):
+        writer.enqueue("w", i, got.append)
+    reactor.advance(0)
+    fn, args, d = db.pending.pop(0)
+    # Batch 0 takes the lock (this is what lets batch 1 start) but does not end yet.
+    groups, on_locked = args
+    on_locked()
+    writer.enqueue("w", 2, got.append)
+    reactor.advance(0)
+    assert len(db.pending) == 1  # batch 1 started while batch 0 holds the lock
+    # Batch 1 ends first (as if its thread were faster); nothing is handed out before batch 0.
+    fn1, args1, d1 = db.pending.pop(0)
+    d1.callback({"w": [99]})
+    assert got == []
+    d.callback({"w": [1, 2]})
+    assert got == [1, 2, 99]
