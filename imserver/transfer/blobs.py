@@ -108,18 +108,21 @@ class BlobStore:
     def has_blob(self, sha256):
         return os.path.exists(self.blob_path(sha256))
 
-    def commit_part(self, upload_id, fd, sha256):
-        """Make the verified part file the blob for ``sha256`` (blocking): synced to disk, then
-        renamed into place. If the blob exists already the part is dropped: storage is shared."""
+    def commit_part(self, upload_id, fd, sha256, sync=True):
+        """Make the verified part file the blob for ``sha256`` (blocking): synced to disk (unless
+        ``sync`` is false), then renamed into place. If the blob exists already the part is
+        dropped: storage is shared."""
         target = self.blob_path(sha256)
         part = self.part_path(upload_id)
         if os.path.exists(target):
             os.unlink(part)
             return
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(part, target)
-        _fsync_dir(os.path.dirname(target))
+        if sync:
+            _fsync_dir(os.path.dirname(target))
 
     def write_blob(self, sha256, data):
         """Store small content directly (blocking); the caller has verified its hash."""
