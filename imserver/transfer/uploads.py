@@ -2,12 +2,12 @@
 
 Chunks are accepted on the reactor thread (offset and size checks only) and copied into a
 buffer; each batch (the whole buffer) is then written with ``pwrite`` on one worker thread while
-another feeds it to the running SHA-256. Two buffers take turns (one filling, one in flight),
-so their memory is allocated once per session, not once per batch. hashlib and ``pwrite`` both drop the GIL
-on a large buffer, so the two overlap, and neither the disk nor the hash ever holds up the
-reactor. When the buffer passes ``high_water`` bytes while a batch is in flight, the sending
-connection stops being read until that batch is done: a slow disk slows the sender, it does
-not fill memory.
+another feeds it to the running SHA-256. hashlib and ``pwrite`` both drop the GIL on a large
+buffer, so the two overlap, and neither the disk nor the hash ever holds up the reactor. Two
+buffers take turns (one filling, one in flight), so their memory is allocated once per session,
+not once per batch. When the buffer passes ``high_water`` bytes while a batch is in flight, the
+sending connection stops being read until that batch is done: a slow disk slows the sender, it
+does not fill memory.
 """
 import errno
 import os
