@@ -2,8 +2,10 @@
 
 Runs a server in a child process (so it has a CPU of its own) and measures, over loopback, the
 MiB/s of: a raw socket copy, a bare Twisted ``Int32StringReceiver`` copy in 64 KiB frames, and
-Parley upload (written to disk and SHA-256 verified by the server) and download, plain and TLS,
-on 1 and 4 connections; plus the time of an instant upload (challenge + proof) of the file.
+Parley upload (written to disk, SHA-256 verified and fsynced by the server) and download, plain
+and TLS, on 1 and 4 connections; the plain uploads again to a second server in the same process
+run with ``--upload-sync none`` (written and verified, not fsynced); plus the time of an instant
+upload (challenge + proof) of the file.
 Each figure is the median of ``--runs`` runs. Usage::
 
     python bench/transfer_bench.py [--size-mib 1024] [--runs 3] [--workdir /tmp/parley-bench]
@@ -42,18 +44,24 @@ def serve(workdir, ports, profile):
     from imserver.store.migrate import migrate
     from imserver.store.pool import Database
 
-    config = Config(data_dir=os.path.join(workdir, "data"), db_url="sqlite:///bench.db",
-                    user_quota=0, max_file_size=1 << 40, max_connections_per_user=64)
-    os.makedirs(config.data_dir, exist_ok=True)
-    dialect = dialects.from_url(config.db_url, config.data_dir)
-    migrate(dialect, log=lambda t: None)
-    server = Server(config, Store(Database(dialect)), reactor,
-                    hasher=PasswordHasher(reactor, n=2 ** 10))
-    cert, key, _ = tls.ensure(config.data_dir)
+    def parley(data_dir, upload_sync):
+        config = Config(data_dir=data_dir, db_url="sqlite:///bench.db", user_quota=0,
+                        max_file_size=1 << 40, max_connections_per_user=64, upload_sync=upload_sync)
+        os.makedirs(config.data_dir, exist_ok=True)
+        dialect = dialects.from_url(config.db_url, config.data_dir)
+        migrate(dialect, log=lambda t: None)
+        return Server(config, Store(Database(dialect)), reactor,
+                      hasher=PasswordHasher(reactor, n=2 ** 10))
+
+    server = parley(os.path.join(workdir, "data"), "fsync")
+    cert, key, _ = tls.ensure(server.config.data_dir)
     with open(key, "rb") as k, open(cert, "rb") as c:
         options = ssl.PrivateCertificate.loadPEM(k.read() + c.read()).options()
     reactor.listenTCP(ports[0], ImFactory(server), interface="127.0.0.1")
     reactor.listenSSL(ports[1], ImFactory(server), options, interface="127.0.0.1")
+    # The same server with --upload-sync none, in the same process (plain TCP only).
+    unsynced = parley(os.path.join(workdir, "data-nosync"), "none")
+    reactor.listenTCP(ports[6], ImFactory(unsynced), interface="127.0.0.1")
 
     class FramedSink(Int32StringReceiver):
         MAX_LENGTH = 1 << 20
@@ -231,14 +239,15 @@ async def framed_copy_down(reactor, port, path):
 
 
 class Bench:
-    def __init__(self, reactor, ports, fingerprint, path, size, sha):
+    def __init__(self, reactor, ports, fingerprint, path, size, sha, plain_port=None):
         self.reactor, self.ports, self.fingerprint = reactor, ports, fingerprint
         self.path, self.size, self.sha = path, size, sha
+        self.plain_port = ports[0] if plain_port is None else plain_port
 
     async def client(self, tls, token=None):
         from imclient.connect import connect
 
-        port = self.ports[1] if tls else self.ports[0]
+        port = self.ports[1] if tls else self.plain_port
         c = await connect(self.reactor, "127.0.0.1", port, tls=tls, fingerprint=self.fingerprint)
         if token:
             await c.resume(token)
@@ -322,6 +331,22 @@ async def prepare(reactor, args, ports, fingerprint):
     return b, await b.login("bench")
 
 
+def client_cpu():
+    """CPU seconds (user + system) this process (the clients) has used so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+def machine_busy():
+    """CPU seconds every process on the machine has used so far (Linux /proc/stat; 0 elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
 def server_cpu(port):
     """CPU seconds (user + system) the server process has used so far."""
     with socket.create_connection(("127.0.0.1", port)) as s:
@@ -336,17 +361,24 @@ async def run(reactor, args, ports, fingerprint):
     results, cpu = {}, {}
 
     async def measure(name, fn, *a):
-        before = server_cpu(ports[5])
+        before = server_cpu(ports[5]), client_cpu(), machine_busy()
         out = await fn(*a)
         seconds, rest = (out, None) if isinstance(out, float) else out
+        server, client = server_cpu(ports[5]) - before[0], client_cpu() - before[1]
+        others = max(0.0, machine_busy() - before[2] - server - client)
         results.setdefault(name, []).append(size / MiB / seconds)
-        cpu.setdefault(name, []).append((server_cpu(ports[5]) - before) / (size / 1024 ** 3))
+        gib = size / 1024 ** 3
+        cpu.setdefault(name, []).append((server / gib, client / gib, others / seconds))
         return rest
 
     async def in_thread(fn, *a):
         return await threads.deferToThread(fn, *a)
 
     quarters = split_file(path, 4, args.workdir)
+    unsynced = None
+    if "nosync" in args.scenarios:
+        unsynced = Bench(reactor, ports, fingerprint, path, size, b.sha, plain_port=ports[6])
+        unsynced.main = await unsynced.login("bench")
     for _ in range(args.runs):
         if "baseline" in args.scenarios:
             await measure("raw socket copy (up)", in_thread, raw_copy, ports[4], path)
@@ -354,10 +386,13 @@ async def run(reactor, args, ports, fingerprint):
                           ports[2], path)
             await measure("bare Int32StringReceiver 64 KiB frames (down)", framed_copy_down,
                           reactor, ports[3], path)
-        for tls in (False, True):
-            kind = "TLS" if tls else "plain"
+        for kind in ("plain", "nosync", "TLS"):
             if kind not in args.scenarios:
                 continue
+            if kind == "nosync":
+                await unsynced_uploads(unsynced, measure, quarters)
+                continue
+            tls = kind == "TLS"
             (file_id,) = await measure(f"Parley upload, {kind}, 1 connection", b.upload, tls, 1, [path])
             await measure(f"Parley download, {kind}, 1 connection", b.download, tls, 1, file_id)
             await measure(f"Parley download, {kind}, 4 connections", b.download, tls, 4, file_id)
@@ -370,6 +405,16 @@ async def run(reactor, args, ports, fingerprint):
     if "instant" in args.scenarios:
         instants = await instant_uploads(b, args.runs)
     return results, cpu, instants
+
+
+async def unsynced_uploads(b, measure, quarters):
+    """The plain uploads again, to the server run with ``--upload-sync none`` (no fsync)."""
+    ids = await measure("Parley upload, plain, 1 connection, --upload-sync none",
+                        b.upload, False, 1, [b.path])
+    ids += await measure("Parley upload, plain, 4 connections, --upload-sync none",
+                         b.upload, False, 4, quarters)
+    for i in ids:
+        await b.main.request("file_delete", file=i)
 
 
 async def instant_uploads(b, runs):
@@ -388,12 +433,14 @@ async def instant_uploads(b, runs):
 
 
 def report(results, cpu, instants, args):
-    lines = [f"size {args.size_mib} MiB, median of {args.runs} runs; server CPU is user+system "
-             "seconds of the server process per GiB", "",
-             f"{'':<58} {'MiB/s':>7} {'CPU s/GiB':>10}   runs (MiB/s)"]
+    lines = [f"size {args.size_mib} MiB, median of {args.runs} runs; server and client CPU are "
+             "user+system seconds of each process per GiB; 'others' is the CPU (in cores) every "
+             "other process on the machine used during the transfer", "",
+             f"{'':<56} {'MiB/s':>6} {'server':>7} {'client':>7} {'others':>7}   runs (MiB/s)"]
     for name, values in results.items():
-        lines.append(f"{name:<58} {statistics.median(values):7.0f} "
-                     f"{statistics.median(cpu[name]):10.2f}   {', '.join(f'{v:.0f}' for v in values)}")
+        server, client, others = (statistics.median(c) for c in zip(*cpu[name]))
+        lines.append(f"{name:<56} {statistics.median(values):6.0f} {server:7.2f} {client:7.2f} "
+                     f"{others:7.2f}   {', '.join(f'{v:.0f}' for v in values)}")
     if instants:
         lines.append("")
         lines.append(f"instant upload of the {args.size_mib} MiB file by another user (upload_begin, "
@@ -406,11 +453,12 @@ def main():
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", default="/tmp/parley-bench")
-    parser.add_argument("--scenarios", default="baseline,plain,TLS,instant",
-                        help="comma-separated subset of baseline, plain, TLS, instant")
+    parser.add_argument("--scenarios", default="baseline,plain,nosync,TLS,instant",
+                        help="comma-separated subset of baseline, plain, nosync (plain uploads "
+                             "with --upload-sync none), TLS, instant")
     parser.add_argument("--profile", choices=["upload", "download"], default=None,
                         help="profile the server (cProfile) during one plain upload or download")
-    parser.add_argument("--serve", nargs=6, type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=7, type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--profile-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.scenarios = args.scenarios.split(",")
@@ -418,8 +466,9 @@ def main():
         serve(args.workdir, args.serve, args.profile_server)
         return
     os.makedirs(args.workdir, exist_ok=True)
-    shutil.rmtree(os.path.join(args.workdir, "data"), ignore_errors=True)
-    ports = free_ports(6)
+    for data in ("data", "data-nosync"):
+        shutil.rmtree(os.path.join(args.workdir, data), ignore_errors=True)
+    ports = free_ports(7)
     cmd = [sys.executable, os.path.abspath(__file__), "--workdir", args.workdir, "--serve",
            *map(str, ports)] + (["--profile-server"] if args.profile else [])
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

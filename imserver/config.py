@@ -27,6 +27,10 @@ class Config:
     #: Instant upload of content the server holds: "global" (any user's, after a proof of
     #: possession) or "user" (only the user's own files). See docs/security.rst.
     instant_scope: str = "global"
+    #: How a finished upload reaches the disk before it gets a file id: "fsync" (synced, so a
+    #: power loss cannot lose a committed file) or "none" (left to the kernel's writeback; only
+    #: where the storage is otherwise protected). See docs/security.rst.
+    upload_sync: str = "fsync"
     #: Chat square: posts a second per user, the burst allowed, and how many posts are kept.
     square_rate: float = 1.0
     square_burst: int = 5

@@ -33,6 +33,10 @@ class Options(usage.Options):
         ["instant-upload-scope", None, _D.instant_scope,
          "Instant upload of content the server already holds: 'global' (any user's, after a "
          "proof of possession) or 'user' (own files only). See docs/security.rst."],
+        ["upload-sync", None, _D.upload_sync,
+         "How a finished upload reaches the disk before it gets a file id: 'fsync' (synced; a power "
+         "loss cannot lose it) or 'none' (left to the kernel: faster, but a power loss or kernel "
+         "crash can lose a file whose row is committed). See docs/security.rst."],
         ["square-rate", None, _D.square_rate, "Chat square posts a second one user may make.", float],
         ["square-burst", None, _D.square_burst, "Chat square posts one user may make in a burst.", int],
         ["square-history", None, _D.square_history, "Chat square posts kept (older ones are trimmed).", int],
@@ -62,6 +66,8 @@ class Options(usage.Options):
     def _check_file_options(self):
         if self["instant-upload-scope"] not in ("global", "user"):
             raise usage.UsageError("--instant-upload-scope is 'global' or 'user'")
+        if self["upload-sync"] not in ("fsync", "none"):
+            raise usage.UsageError("--upload-sync is 'fsync' or 'none'")
         if self["max-file-size"] < 0 or self["user-quota"] < 0 or self["upload-expiry"] <= 0:
             raise usage.UsageError("--max-file-size and --user-quota must not be negative, "
                                    "--upload-expiry must be positive")
@@ -76,4 +82,5 @@ class Options(usage.Options):
                       max_file_size=self["max-file-size"], user_quota=self["user-quota"],
                       upload_expiry=self["upload-expiry"],
                       instant_scope=self["instant-upload-scope"],
+                      upload_sync=self["upload-sync"],
                       max_group_members=self["max-group-members"])

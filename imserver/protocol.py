@@ -81,6 +81,7 @@ class ImProtocol(Int32StringReceiver):
         self._closing = False
         self._inflight = 0
         self._pause_reasons = set()
+        self._reader = wire.FrameReader()
         self.guard = OutputGuard(server.config.max_pending_output)
         self.ctx = Context(server, self)
 
@@ -94,15 +95,29 @@ class ImProtocol(Int32StringReceiver):
         self.server.connections.add(self)
 
     def dataReceived(self, data):
-        if not self._closing:
-            super().dataReceived(data)
+        # Replaces Int32StringReceiver's parser (its sendString, pauseProducing and
+        # resumeProducing stay): binary frames reach the server as memoryviews of the read.
+        if self._closing:
+            return
+        reader = self._reader
+        reader.feed(data)
+        while not self.paused:
+            try:
+                payload = reader.next(self.MAX_LENGTH)
+            except wire.FrameTooLarge as e:
+                self.lengthLimitExceeded(e.length)
+                return
+            if payload is None:
+                return
+            self.stringReceived(payload)
 
     def stringReceived(self, payload):
+        """One payload (bytes or a memoryview): binary frames go to the server as they are."""
         if wire.is_binary(payload):
             self.server.binary_received(self.ctx, payload)
             return
         try:
-            request = wire.decode(payload)
+            request = wire.decode(bytes(payload))
         except wire.WireError as e:
             self.send_error(None, ImError("bad_request", str(e)))
             return

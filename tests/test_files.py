@@ -14,7 +14,7 @@ from imclient import transfer
 from imclient.protocol import RemoteError
 from helpers import error_code
 from imserver.config import Config
-from imserver.transfer import frames
+from imserver.transfer import frames, uploads
 
 MiB = 1024 * 1024
 
@@ -413,6 +413,37 @@ async def test_deleting_the_last_reference_while_the_same_content_finishes_uploa
         await bob.request("file_delete", file=bob_file)
         assert await rs.server.store.files.refcount(sha) == (0, 0)
         assert not blob.exists()
+
+
+@pytest.mark.parametrize("upload_sync", ["fsync", "none"])
+@pytest_twisted.ensureDeferred
+async def test_upload_sync_setting_stores_a_verified_file_and_syncs_only_when_asked(
+        store, tmp_path, monkeypatch, upload_sync):
+    synced, written_back, real_fsync = [], [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(uploads, "start_writeback",
+                        lambda fd, offset, length: written_back.append((offset, length)))
+    rs = await start(store, tmp_path, upload_sync=upload_sync)
+    try:
+        alice = await rs.user("alice")
+        size = 3 * MiB + 5
+        src = make_file(tmp_path, size)
+        sha = digest(src)
+        file_id = await transfer.upload(alice, src)
+        blob = tmp_path / "data" / "blobs" / sha[:2] / sha[2:4] / sha
+        assert digest(blob) == sha and os.path.getsize(blob) == size
+        dest = str(tmp_path / "dest.bin")
+        await transfer.download(alice, file_id, dest)
+        assert digest(dest) == sha
+    finally:
+        await stop(rs)
+    if upload_sync == "fsync":
+        assert len(synced) >= 2  # the part file, then the directory it was renamed into
+        assert [offset for offset, _ in written_back] == \
+            [sum(n for _, n in written_back[:i]) for i in range(len(written_back))]
+        assert sum(n for _, n in written_back) == size  # every batch's writeback was started
+    else:
+        assert synced == [] and written_back == []
 
 
 @pytest_twisted.ensureDeferred

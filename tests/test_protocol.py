@@ -148,9 +148,9 @@ def test_oversized_length_refused_before_buffering():
     [reply] = frames(t)
     assert reply["error"]["code"] == "too_large"
     assert t.disconnecting
-    assert len(proto._unprocessed) <= 104
+    assert proto._reader.pending() <= 104
     proto.dataReceived(b"x" * 10000)  # ignored once closing
-    assert len(proto._unprocessed) <= 104
+    assert proto._reader.pending() <= 104
 
 
 def test_binary_frames_go_to_the_server_hook():
@@ -268,3 +268,56 @@ def test_answering_op_that_raises_is_answered_with_the_error():
         {"re": 7, "ok": False, "error": {"code": "bad_request", "message": "refused before answering"}},
         {"re": 8, "ok": False, "error": {"code": "bad_request", "message": "missing field 'text'"}}]
     assert pending == [] and proto._inflight == 0
+
+
+def _mixed_stream():
+    chunks = [b"\x00\x01" + bytes([i]) * (300 + i) for i in range(3)]
+    data = (wire.frame(chunks[0]) + wire.frame(chunks[1])
+            + wire.encode({"op": "echo", "id": 7, "text": "mid"}) + wire.frame(chunks[2]))
+    return chunks, data
+
+
+def test_binary_frames_split_at_every_byte_boundary_with_json_between():
+    chunks, data = _mixed_stream()
+    for cut in range(len(data) + 1):
+        proto, t = connect()
+        proto.dataReceived(data[:cut])
+        proto.dataReceived(data[cut:])
+        assert [bytes(p) for p in proto.server.binary] == chunks, cut
+        assert frames(t) == [{"re": 7, "ok": True, "text": "mid"}]
+
+
+def test_several_binary_frames_in_one_read_and_byte_at_a_time():
+    chunks, data = _mixed_stream()
+    proto, t = connect()
+    proto.dataReceived(data + data)
+    for i in range(len(data)):
+        proto.dataReceived(data[i:i + 1])
+    assert [bytes(p) for p in proto.server.binary] == chunks * 3
+    assert [f["re"] for f in frames(t)] == [7, 7, 7]
+
+
+def test_oversized_binary_frame_is_refused_from_its_header_between_good_frames():
+    chunks, data = _mixed_stream()
+    proto, t = connect(max_frame=1000)
+    proto.dataReceived(data + struct.pack(">I", 1001) + b"\x00\x01" + b"x" * 10)
+    assert [bytes(p) for p in proto.server.binary] == chunks
+    replies = frames(t)
+    assert [r["re"] for r in replies] == [7, None] and replies[1]["error"]["code"] == "too_large"
+    assert t.disconnecting
+    proto.dataReceived(wire.frame(b"\x00\x01late"))  # ignored once closing
+    assert len(proto.server.binary) == 3
+
+
+def test_paused_connection_delivers_no_frame_until_resumed():
+    chunks, data = _mixed_stream()
+    proto, t = connect()
+    proto.server.binary_received = lambda ctx, payload: (proto.server.binary.append(payload),
+                                                        proto.pause_reading("upload"))
+    proto.dataReceived(data)
+    assert [bytes(p) for p in proto.server.binary] == chunks[:1] and t.producerState == "paused"
+    proto.resume_reading("upload")
+    assert [bytes(p) for p in proto.server.binary] == chunks[:2]
+    proto.resume_reading("upload")
+    assert [bytes(p) for p in proto.server.binary] == chunks
+    assert [f["re"] for f in frames(t)] == [7]

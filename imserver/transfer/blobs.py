@@ -4,9 +4,11 @@ Paths are built only from a validated lowercase hex SHA-256 and an integer uploa
 client names (file names, MIME types) ever becomes part of a path. The functions that read or
 write whole files block, and are meant to run on a thread (``BlobStore.in_thread``).
 """
+import ctypes
 import hashlib
 import os
 import re
+import sys
 
 from twisted.internet import threads
 
@@ -30,6 +32,39 @@ def hash_prefix(path, length):
             h.update(data)
             left -= len(data)
     return h
+
+
+def _libc_sync_file_range():
+    """Linux's ``sync_file_range`` through ctypes (the os module has no binding for it), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+
+    def sync_file_range(fd, offset, nbytes, flags):
+        if fn(fd, offset, nbytes, flags) != 0:  # ctypes drops the GIL around the call
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    return sync_file_range
+
+
+_sync_file_range = getattr(os, "sync_file_range", None) or _libc_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = getattr(os, "SYNC_FILE_RANGE_WRITE", 2)  # the value in <fcntl.h>
+
+
+def start_writeback(fd, offset, length):
+    """Start writing a range of a file to the disk without waiting for it (blocking at most on a
+    full device queue), so a later ``fsync`` waits only for what is left. A no-op where the
+    system cannot do it."""
+    if _sync_file_range is not None:
+        try:
+            _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+        except OSError:  # e.g. a file system without it; the fsync still reports real errors
+            pass
 
 
 def _fsync_dir(path):
@@ -73,18 +108,21 @@ class BlobStore:
     def has_blob(self, sha256):
         return os.path.exists(self.blob_path(sha256))
 
-    def commit_part(self, upload_id, fd, sha256):
-        """Make the verified part file the blob for ``sha256`` (blocking): synced to disk, then
-        renamed into place. If the blob exists already the part is dropped: storage is shared."""
+    def commit_part(self, upload_id, fd, sha256, sync=True):
+        """Make the verified part file the blob for ``sha256`` (blocking): synced to disk (unless
+        ``sync`` is false), then renamed into place. If the blob exists already the part is
+        dropped: storage is shared."""
         target = self.blob_path(sha256)
         part = self.part_path(upload_id)
         if os.path.exists(target):
             os.unlink(part)
             return
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(part, target)
-        _fsync_dir(os.path.dirname(target))
+        if sync:
+            _fsync_dir(os.path.dirname(target))
 
     def write_blob(self, sha256, data):
         """Store small content directly (blocking); the caller has verified its hash."""

@@ -41,6 +41,9 @@ class FileEngine:
         self._loading = {}
         self._locks = {}
         self._next_download = 1
+        # With fsync, each batch's writeback starts as soon as it is written, so the final fsync
+        # waits only for the tail of the file.
+        self._sync = config.upload_sync == "fsync"
 
     def chunk_size(self):
         return frames.chunk_size(self.config.max_frame)
@@ -145,7 +148,8 @@ class FileEngine:
         except BaseException:
             self.blobs.close_fd(fd)
             raise
-        session = UploadSession(info, fd, length, hasher, self.blobs, self._progress)
+        session = UploadSession(info, fd, length, hasher, self.blobs, self._progress,
+                                writeback=self._sync)
         session.touched = self.clock.seconds()
         session.progress_mark = length
         self.sessions[upload_id] = session
@@ -209,7 +213,8 @@ class FileEngine:
                              "size": session.size, "sha256": session.sha256})
 
     async def _commit(self, session):
-        await self.blobs.in_thread(self.blobs.commit_part, session.id, session.fd, session.sha256)
+        await self.blobs.in_thread(self.blobs.commit_part, session.id, session.fd, session.sha256,
+                                   self._sync)
         self.sessions.pop(session.id, None)
         session.close()
         return await self.files.add_blob_reference(session.owner, session.sha256, session.size,
