@@ -117,7 +117,7 @@ class ImProtocol(Int32StringReceiver):
             self.server.binary_received(self.ctx, payload)
             return
         try:
-            request = wire.decode(bytes(payload))
+            request = wire.decode(payload)
         except wire.WireError as e:
             self.send_error(None, ImError("bad_request", str(e)))
             return

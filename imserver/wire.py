@@ -99,7 +99,8 @@ class FrameReader:
 
 
 def decode(payload):
-    """Decode one JSON payload into a dict, or raise WireError naming the problem.
+    """Decode one JSON payload (bytes or a memoryview) into a dict, or raise WireError naming
+    the problem.
 
     Like the stdlib with constants refused: NaN and Infinity are not JSON. Unlike it, an integer
     beyond 64 bits decodes as a float (so an ``Int`` field refuses it as not an integer)."""
@@ -107,7 +108,7 @@ def decode(payload):
         obj = _loads(payload)
     except orjson.JSONDecodeError as e:
         try:
-            payload.decode("utf-8")
+            bytes(payload).decode("utf-8")
         except UnicodeDecodeError as u:
             raise WireError(f"payload is not valid UTF-8 (byte {u.start})") from None
         raise WireError(f"payload is not valid JSON: {str(e)[:120]}") from None
