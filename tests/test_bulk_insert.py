@@ -34,3 +34,23 @@ async def test_mixed_types_in_one_batch_arrive_intact(db_url, tmp_path):
         assert [tuple(r) for r in got] == more
     finally:
         db.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_friendship_lookup_of_many_pairs_at_once(store):
+    """The send batch's friendship check joins a derived table of pairs: 1,500 pairs, some
+    friendships and some not, give exactly the friendships."""
+    from imserver.store.messages import _friendships
+
+    def fill(txn):
+        txn.executemany("INSERT INTO users (id, username, password_hash, created) VALUES (?, ?, ?, ?)",
+                        [(i, f"u{i}", "x", 0) for i in range(1, 101)])
+        friends = [(a, b) for a in range(1, 101) for b in range(1, 101) if a != b and (a * b) % 7 == 0]
+        txn.executemany("INSERT INTO friends (user_id, friend_id, created) VALUES (?, ?, ?)",
+                        [(a, b, 0) for a, b in friends])
+        return set(friends)
+    friends = await store.db.run("fill", fill)
+    asked = {(a, b) for a in range(1, 101) for b in range(1, 16) if a != b}
+    assert len(asked) > 1400
+    got = await store.db.run("lookup", _friendships, asked)
+    assert got == asked & friends and got

@@ -38,6 +38,12 @@ class Dialect:
         before a transaction runs on it instead of failing that transaction."""
         return False
 
+    def pairs(self, n):
+        """A derived table of ``n`` rows with integer columns ``a`` and ``b``, taking ``2n``
+        placeholders (a, b, a, b, ...): join it to look up many exact key pairs at once. One
+        indexed lookup per pair; an ``OR`` of pairs made the database plan each of them."""
+        raise NotImplementedError
+
     def insert_ignore(self, table):
         raise NotImplementedError
 
@@ -60,6 +66,11 @@ class SQLiteDialect(Dialect):
 
     def __init__(self, path):
         self.path = path
+
+    def pairs(self, n):
+        # A VALUES list has no compound-SELECT limit in SQLite (500 by default for UNION ALL).
+        return ("(SELECT column1 AS a, column2 AS b FROM (VALUES "
+                + ", ".join(["(?, ?)"] * n) + "))")
 
     def insert_ignore(self, table):
         return f"INSERT OR IGNORE INTO {table}"
@@ -243,6 +254,9 @@ class MySQLDialect(Dialect):
         finally:
             sock.settimeout(timeout)
         return True
+
+    def pairs(self, n):
+        return "(SELECT ? AS a, ? AS b" + " UNION ALL SELECT ?, ?" * (n - 1) + ")"
 
     def insert_ignore(self, table):
         return f"INSERT IGNORE INTO {table}"

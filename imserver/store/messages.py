@@ -44,8 +44,7 @@ def send_batch(txn, positions, jobs):
     (a client resending after a lost ack, rare) are the earlier messages looked up. A send's
     position taken for a row that turned out to be a duplicate is left unused: positions only
     ever grow, and a reader never relies on them being consecutive."""
-    where, args = _pairs("user_id", "friend_id", [(j.sender, j.recipient) for j in jobs])
-    friends = set(txn.all(f"SELECT user_id, friend_id FROM friends WHERE {where}", args))
+    friends = _friendships(txn, {(j.sender, j.recipient) for j in jobs})
     missing_users = _missing_users(txn, {j.recipient for j in jobs if (j.sender, j.recipient) not in friends})
     results, accepted, seen = [], [], set()
     for job in jobs:
@@ -125,6 +124,14 @@ def _attach_file(txn, job, info):
     attached = {k: info[k] for k in ("id", "name", "size", "mime", "sha256")}
     attached.update({k: v for k, v in job.file.items() if k in ("kind", "duration")})
     return {"file": attached}
+
+
+def _friendships(txn, pairs):
+    """Which of the ``(user, friend)`` pairs are friendships: one indexed lookup each."""
+    pairs = sorted(pairs)
+    args = [x for pair in pairs for x in pair]
+    return set(txn.all(f"SELECT f.user_id, f.friend_id FROM {txn.dialect.pairs(len(pairs))} p "
+                       "JOIN friends f ON f.user_id = p.a AND f.friend_id = p.b", args))
 
 
 def _missing_users(txn, user_ids):
