@@ -202,12 +202,10 @@ class _Answer:
         respond, self.respond = self.respond, None
         if respond is None:
             return  # answered already (a handler that raised after answering)
-        if type(result) is dict or result is None:
-            respond(_ok(result, self.rid))
-        elif isinstance(result, failure.Failure):
+        if isinstance(result, BaseException):
+            result = failure.Failure(result)
+        if isinstance(result, failure.Failure):
             respond(_failed(result, self.rid, self.request))
-        elif isinstance(result, BaseException):
-            respond(_failed(failure.Failure(result), self.rid, self.request))
         else:
             respond(_ok(result, self.rid))
 

@@ -1,12 +1,10 @@
 """The database pool: connection loss becomes ``unavailable``, and a pooled connection the server
 has closed is replaced before a transaction runs on it, not failed on.
 """
-import time
-
 import pymysql
 import pytest
 import pytest_twisted
-from twisted.internet import threads
+from twisted.internet import reactor, task, threads
 
 from imserver.errors import ImError
 from imserver.store import dialects
@@ -16,23 +14,29 @@ from serverproc import free_port
 mysql_only = pytest.mark.parametrize("db_url", ["mysql"], indirect=True)
 
 
-def kill_connection(dialect, connection_id):
-    """KILL a connection on the server and wait (bounded) until the server has dropped it."""
+def _admin_query(dialect, sql, args=()):
+    """One query on a fresh admin connection (blocking: run it in a thread)."""
     admin = pymysql.connect(host=dialect.host, port=dialect.port, user=dialect.user,
                             password=dialect.password, connect_timeout=3, autocommit=True)
     try:
         cur = admin.cursor()
-        cur.execute(f"KILL {int(connection_id)}")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s",
-                        (connection_id,))
-            if cur.fetchone()[0] == 0:
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"the server did not drop connection {connection_id}")
+        cur.execute(sql, args)
+        return cur.fetchall()
     finally:
         admin.close()
+
+
+async def kill_connection(dialect, connection_id):
+    """KILL a connection on the server and wait (at most 10 s) until the server has dropped it."""
+    await threads.deferToThread(_admin_query, dialect, f"KILL {int(connection_id)}")
+    for _ in range(500):
+        rows = await threads.deferToThread(
+            _admin_query, dialect,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s", (connection_id,))
+        if rows[0][0] == 0:
+            return
+        await task.deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError(f"the server did not drop connection {connection_id}")
 
 
 def connection_id(txn):
@@ -40,7 +44,8 @@ def connection_id(txn):
 
 
 @mysql_only
-def test_mysql_connection_closed_sees_a_server_side_close(db_url):
+@pytest_twisted.ensureDeferred
+async def test_mysql_connection_closed_sees_a_server_side_close(db_url):
     dialect = dialects.from_url(db_url)
     conn = dialect.connect()
     try:
@@ -50,7 +55,7 @@ def test_mysql_connection_closed_sees_a_server_side_close(db_url):
         (cid,) = cur.fetchone()
         conn.commit()
         assert not dialect.connection_closed(conn)  # idle after a transaction: alive
-        kill_connection(dialect, cid)
+        await kill_connection(dialect, cid)
         assert dialect.connection_closed(conn)
     finally:
         conn.close()
@@ -65,7 +70,7 @@ async def test_pool_replaces_a_connection_the_server_closed(db_url):
     db = Database(dialect)
     try:
         first = await db.run("connection_id", connection_id)
-        await threads.deferToThread(kill_connection, dialect, first)
+        await kill_connection(dialect, first)
         second = await db.run("connection_id", connection_id)
         assert second != first
     finally:
