@@ -13,6 +13,7 @@ from zope.interface import implementer
 from imserver import wire
 from imserver.dispatch import dispatch
 from imserver.errors import ImError
+from imserver.output import send_now
 
 
 class Context:
@@ -151,7 +152,7 @@ class ImProtocol(Int32StringReceiver):
                        peer=self.peer)
         self.send_error(None, ImError("too_large",
                                       f"frame of {length} bytes exceeds the limit of {self.MAX_LENGTH}"))
-        self.transport.loseConnection()
+        self.close()
 
     def send(self, message):
         self.write_frame(wire.encode(message))
@@ -160,11 +161,31 @@ class ImProtocol(Int32StringReceiver):
         self.send({"re": rid, "ok": False, "error": error.to_wire()})
 
     def write_frame(self, data):
-        """Write one already-encoded frame (pushes are encoded once for all recipients)."""
+        """Write one already-encoded frame (pushes are encoded once for all recipients).
+
+        While the server's output is corked (a batch's results are being handed out) the frame
+        is held, and leaves with the others for this connection in one ``write_held``."""
         if self.transport is None or not self.connected:
             return
+        if self.server.output.hold(self, data):
+            return
         self.transport.write(data)
-        if not self.guard.wrote(len(data)):
+        self._check_guard(len(data))
+
+    def write_held(self, chunks):
+        """Write the frames held for this connection while output was corked, as one send."""
+        if self.transport is None or not self.connected:
+            return
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        send_now(self.transport, data)
+        self._check_guard(len(data))
+
+    def release_output(self):
+        """Write out any frames held for this connection now, before writing around them."""
+        self.server.output.release(self)
+
+    def _check_guard(self, nbytes):
+        if not self.guard.wrote(nbytes):
             self._log.warn("{peer} stopped reading ({pending} bytes pending); disconnecting",
                            peer=self.peer, pending=self.guard.pending)
             self.transport.abortConnection()
@@ -179,6 +200,7 @@ class ImProtocol(Int32StringReceiver):
 
     def close(self):
         if self.connected:
+            self.release_output()  # frames written just before closing still leave
             self.transport.loseConnection()
 
     def connectionLost(self, reason):

@@ -4,6 +4,7 @@ from twisted.logger import Logger
 
 from imserver import auth
 from imserver.handlers import install_hooks, ops as default_ops
+from imserver.output import Coalescer
 from imserver.registry import LocalRegistry
 from imserver.store import messages
 from imserver.store.commit import GroupCommitter
@@ -26,7 +27,10 @@ class Server:
                                 config.max_connections_per_user)
         self.portal = Portal(self.realm, [auth.PasswordChecker(store.accounts, self.hasher),
                                           auth.TokenChecker(store.accounts, reactor)])
-        self.writer = GroupCommitter(store.db, reactor)
+        # Output is corked while a batch's results are handed out, so each connection gets
+        # its acks and pushes from one batch in one send.
+        self.output = Coalescer()
+        self.writer = GroupCommitter(store.db, reactor, delivery=self.output.corked_output)
         self.writer.register("send", messages.send_batch, reads_first=True)
         self.connections = set()
         self.login_hooks = []  # fn(ctx, user) after a login or resume succeeds

@@ -10,6 +10,7 @@ from imserver import wire
 from imserver.config import Config
 from imserver.dispatch import Int, OpTable, Str
 from imserver.errors import ImError
+from imserver.output import Coalescer
 from imserver.protocol import ImProtocol
 from imserver.registry import LocalRegistry
 
@@ -20,6 +21,7 @@ class FakeServer:
         self.ops = ops
         self.connections = set()
         self.notifier = LocalRegistry()
+        self.output = Coalescer()
         self.clock = task.Clock()
         self.binary = []
 

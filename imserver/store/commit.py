@@ -7,6 +7,7 @@ batch are handed to that kind's batch function together (messages are inserted i
 job's own failure (an ``ImError`` value) fails only that job; a database failure fails the batch.
 """
 from collections import deque
+from contextlib import nullcontext
 from functools import partial
 
 from twisted.internet import defer
@@ -84,8 +85,11 @@ class GroupCommitter:
     """
     _log = Logger()
 
-    def __init__(self, db, reactor, max_batch=2000, concurrency=None):
+    def __init__(self, db, reactor, max_batch=2000, concurrency=None, delivery=nullcontext):
         self.db = db
+        # A context manager around handing out each batch's results (the server corks its
+        # output there, so a connection's acks and pushes from one batch leave together).
+        self._delivery = delivery
         self.reactor = reactor  # callLater for gathering a batch, callFromThread for the lock
         self.max_batch = max_batch
         if concurrency is None:
@@ -178,13 +182,16 @@ class GroupCommitter:
             self._unlocked = None  # it ended without taking the lock (nothing to write, or failed)
         self._finished[number] = (outcome, groups)
         self._start()
-        while self._delivered in self._finished:
-            outcome, groups = self._finished.pop(self._delivered)
-            self._delivered += 1
-            if isinstance(outcome, Failure):
-                self._failed(outcome, groups)
-            else:
-                self._done(outcome, groups)
+        if self._delivered not in self._finished:
+            return
+        with self._delivery():
+            while self._delivered in self._finished:
+                outcome, groups = self._finished.pop(self._delivered)
+                self._delivered += 1
+                if isinstance(outcome, Failure):
+                    self._failed(outcome, groups)
+                else:
+                    self._done(outcome, groups)
 
     def _done(self, results, groups):
         for kind, entries in groups.items():

@@ -56,6 +56,7 @@ class DownloadProducer:
             if not data:  # the file is shorter than its row says: stop rather than spin
                 self._finish()
                 return
+            self.conn.release_output()  # any frames held for this connection go first
             transport.writeSequence((frames.framed_header(frames.DOWNLOAD_DATA, self.id, self.pos,
                                                           len(data)), data))
             self.pos += len(data)

@@ -1,0 +1,194 @@
+"""Coalesced output (imserver/output.py): frames held while corked, one send per connection,
+order kept, and the direct send falling back to the transport's buffer on real TCP sockets."""
+import struct
+
+import pytest_twisted
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.testing import StringTransport
+
+from imserver import wire
+from imserver.output import Coalescer, send_now
+from imserver.protocol import ImProtocol
+from imserver.store.commit import GroupCommitter
+from tests.test_commit import FakeDB, FakeTxn, Reactor
+from tests.test_protocol import FakeServer, make_ops
+
+
+class Conn:
+    def __init__(self):
+        self.written = []
+
+    def write_held(self, chunks):
+        self.written.append(list(chunks))
+
+
+def test_frames_are_held_while_corked_and_written_once_per_connection_in_order():
+    out, a, b = Coalescer(), Conn(), Conn()
+    assert not out.hold(a, b"early")  # not corked: the caller writes it itself
+    with out.corked_output():
+        assert out.corked
+        for conn, data in ((a, b"1"), (b, b"x"), (a, b"2"), (a, b"3"), (b, b"y")):
+            assert out.hold(conn, data)
+        assert a.written == b.written == []
+    assert not out.corked
+    assert a.written == [[b"1", b"2", b"3"]]
+    assert b.written == [[b"x", b"y"]]
+
+
+def test_nested_cork_writes_only_when_the_outer_block_ends():
+    out, a = Coalescer(), Conn()
+    with out.corked_output():
+        with out.corked_output():
+            out.hold(a, b"1")
+        assert a.written == []
+        out.hold(a, b"2")
+    assert a.written == [[b"1", b"2"]]
+
+
+def test_release_writes_one_connection_at_once_and_only_once():
+    out, a, b = Coalescer(), Conn(), Conn()
+    with out.corked_output():
+        out.hold(a, b"1")
+        out.hold(b, b"x")
+        out.release(a)
+        assert a.written == [[b"1"]]
+        out.release(a)  # nothing more held
+        out.hold(a, b"2")
+    assert a.written == [[b"1"], [b"2"]]
+    assert b.written == [[b"x"]]
+
+
+def test_cork_is_lifted_when_the_block_raises():
+    out, a = Coalescer(), Conn()
+    try:
+        with out.corked_output():
+            out.hold(a, b"1")
+            raise ValueError("a result handler failed")
+    except ValueError:
+        pass
+    assert not out.corked and a.written == [[b"1"]]
+
+
+def _connect():
+    server = FakeServer(make_ops())
+    proto = ImProtocol(server)
+    transport = StringTransport()
+    proto.makeConnection(transport)
+    return server, proto, transport
+
+
+def test_protocol_holds_frames_while_corked_and_writes_them_together():
+    server, proto, transport = _connect()
+    writes = []
+    transport.write = lambda data, real=transport.write: (writes.append(data), real(data))
+    with server.output.corked_output():
+        proto.write_frame(wire.frame(b'{"op":"a"}'))
+        proto.write_frame(wire.frame(b'{"op":"b"}'))
+        assert transport.value() == b""
+    assert writes == [wire.frame(b'{"op":"a"}') + wire.frame(b'{"op":"b"}')]
+
+
+def test_frames_held_for_a_connection_leave_before_it_closes():
+    server, proto, transport = _connect()
+    with server.output.corked_output():
+        proto.write_frame(wire.frame(b'{"op":"bye"}'))
+        proto.close()
+        assert transport.value() == wire.frame(b'{"op":"bye"}')
+        assert transport.disconnecting
+
+
+def test_a_batch_is_answered_inside_the_delivery_block():
+    reactor_, db = Reactor(), FakeDB()
+    db.dialect = FakeTxn.dialect
+    out, conn = Coalescer(), Conn()
+    writer = GroupCommitter(db, reactor_, concurrency=1, delivery=out.corked_output)
+    writer.register("w", lambda txn, positions, jobs: [positions.take() for _ in jobs])
+    seen = []
+
+    def on_result(pos):
+        seen.append((pos, out.corked))
+        out.hold(conn, b"%d" % pos)
+
+    for i in range(3):
+        writer.enqueue("w", i, on_result)
+    reactor_.advance(0)
+    db.run_now(0)
+    assert seen == [(1, True), (2, True), (3, True)]
+    assert conn.written == [[b"1", b"2", b"3"]]
+
+
+# send_now on real loopback TCP connections
+
+class Collect(protocol.Protocol):
+    def __init__(self):
+        self.data = bytearray()
+        self.waiting = []
+
+    def dataReceived(self, data):
+        self.data += data
+        for n, d in list(self.waiting):
+            if len(self.data) >= n:
+                self.waiting.remove((n, d))
+                d.callback(bytes(self.data))
+
+    def until(self, n):
+        d = defer.Deferred()
+        self.waiting.append((n, d))
+        self.dataReceived(b"")
+        return d
+
+
+@defer.inlineCallbacks
+def _pair():
+    accepted = defer.Deferred()
+
+    class Server(protocol.Protocol):
+        def connectionMade(self):
+            accepted.callback(self.transport)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Server), interface="127.0.0.1")
+    client = Collect()
+    yield protocol.ClientCreator(reactor, lambda: client).connectTCP("127.0.0.1", port.getHost().port)
+    transport = yield accepted
+    return port, transport, client
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_sends_at_once_when_nothing_is_buffered():
+    port, transport, client = yield _pair()
+    try:
+        send_now(transport, b"hello")
+        # Sent by the call itself: nothing was left to the reactor's write loop.
+        assert not transport.dataBuffer and not transport._tempDataBuffer
+        assert (yield client.until(5)) == b"hello"
+    finally:
+        transport.loseConnection()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_queues_behind_buffered_output_so_order_is_kept():
+    port, transport, client = yield _pair()
+    try:
+        transport.write(b"first,")  # buffered until the reactor's next turn
+        send_now(transport, b"second")
+        assert (yield client.until(12)) == b"first,second"
+    finally:
+        transport.loseConnection()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_hands_what_the_socket_refuses_to_the_transport():
+    port, transport, client = yield _pair()
+    client.transport.pauseProducing()  # the peer stops reading: the socket buffers fill up
+    try:
+        size = 32 * 1024 * 1024
+        data = b"".join(struct.pack(">I", i) for i in range(size // 4))
+        send_now(transport, data)
+        assert transport._tempDataLen > 0  # the part the kernel did not take waits in Twisted
+        client.transport.resumeProducing()
+        assert (yield client.until(size)) == data
+    finally:
+        transport.loseConnection()
+        yield port.stopListening()
