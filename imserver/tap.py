@@ -1,5 +1,5 @@
 """The twistd entry point the plugin names: ``Options`` and ``makeService``."""
-from imserver.gctune import tune_for_server
+from imserver.runtime import tune_for_server
 from imserver.options import Options  # noqa: F401  (twistd reads it from this module)
 from imserver.service import make_service
 
