@@ -123,8 +123,15 @@ class Target:
                    "--listen", f"ssl:{self.tls_port}:interface=127.0.0.1:privateKey={self.key}"
                                f":certKey={self.cert}"]
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdout=subprocess.DEVNULL)
-        wait_listening(self.proc, self.port, self.name)
-        wait_listening(self.proc, self.tls_port, self.name)
+        try:
+            wait_listening(self.proc, self.port, self.name)
+            wait_listening(self.proc, self.tls_port, self.name)
+        except (RuntimeError, TimeoutError):
+            log = os.path.join(self.dir, "twistd.log")
+            if os.path.exists(log):  # say why the server did not start
+                with open(log) as f:
+                    sys.stderr.write("".join(f.readlines()[-30:]))
+            raise
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
