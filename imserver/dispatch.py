@@ -130,13 +130,13 @@ def _request_id(request):
     return rid
 
 
-def _resolve(table, ctx, request):
-    """The op a request names and its checked arguments; ImError if the request is not valid."""
+def _resolve(table, ctx, request, rid):
+    """The op a request names and its checked arguments; ImError if the request is not valid.
+    ``rid`` is ``_request_id(request)``: None if the id is missing or of the wrong type."""
     name = request.get("op")
     if not isinstance(name, str):
         raise bad_request("missing field 'op'")
-    rid = request.get("id")
-    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
+    if rid is None:
         raise bad_request("field 'id' must be a string or an integer")
     op = table.ops.get(name)
     if op is None:
@@ -169,7 +169,7 @@ def dispatch(table, ctx, request, respond):
     rid = _request_id(request)
     answer = None
     try:
-        op, args = _resolve(table, ctx, request)
+        op, args = _resolve(table, ctx, request, rid)
         if op.answers:
             answer = _Answer(rid, request, respond)
             op.fn(ctx, answer, **args)

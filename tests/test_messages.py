@@ -226,3 +226,18 @@ async def test_a_failing_result_handler_does_not_keep_others_from_their_results(
     assert got[0][1]["pos"] < got[1][1]["pos"]
     failures = [e["log_failure"] for e in logged if "log_failure" in e]
     assert [f.getErrorMessage() for f in failures] == ["handler bug"]
+
+
+def test_the_message_push_is_the_stream_event_with_op_first():
+    """``send`` answers with pushes built once in the batch (``message_event(row, "op")``):
+    the same fields as the stream event, ``op`` in place of ``type`` and first on the wire
+    (bench/loadclient.py recognises pushes by that prefix without decoding them)."""
+    from imserver import wire
+    from imserver.store.stream import message_event
+
+    row = (7, 1, 2, "c1", "text", "hi", None, 123)
+    event, push = message_event(row), message_event(row, "op")
+    assert push.pop("op") == event.pop("type") == "message"
+    assert push == event == {"pos": 7, "msg_id": 7, "from": 1, "to": 2, "body": "hi", "kind": "text",
+                             "ts": 123, "client_id": "c1"}
+    assert wire.encode(message_event(row, "op"))[4:].startswith(b'{"op":"message"')

@@ -10,16 +10,9 @@ from imserver.store import stream
 FILE_KINDS = ("file", "image", "voice")
 
 
-def message_push(event):
-    push = {"op": "message"}
-    push.update(event)
-    del push["type"]
-    return push
-
-
 def check_text(config, body, client_id=None, allow_empty=False):
     """The checks every kind of send makes on its body (and client id, where it has one)."""
-    if not body.strip() and not allow_empty:
+    if (not body or body.isspace()) and not allow_empty:
         raise ImError("empty_body", "the message body is empty")
     if len(body) > config.max_body:
         raise ImError("too_large", f"the body is longer than {config.max_body} characters")
@@ -60,19 +53,18 @@ def send(ctx, answer, to, body, client_id, file):
 
 
 def _sent(ctx, me, to, answer, result):
-    """The batch holding this send has committed (``result`` is ``(event, duplicate)``) or it
+    """The batch holding this send has committed (``result`` is ``(push, duplicate)``) or it
     was refused (``result`` is an ImError): push to both users' devices, then answer."""
     if isinstance(result, ImError):
         answer(result)
         return
-    event, duplicate = result
+    push, duplicate = result
     if not duplicate:
         notifier = ctx.server.notifier
-        push = message_push(event)
         notifier.push(to, push)
         if notifier.connection_count(me) > 1:
             notifier.push(me, push, exclude=ctx.conn)
-    answer({"msg_id": event["msg_id"], "ts": event["ts"], "pos": event["pos"], "duplicate": duplicate})
+    answer({"msg_id": push["msg_id"], "ts": push["ts"], "pos": push["pos"], "duplicate": duplicate})
 
 
 @ops.op("sync", since=Int(min=0), limit=Int(required=False, default=100, min=1, max=1000))

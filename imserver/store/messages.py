@@ -37,7 +37,8 @@ def _pairs(first, second, pairs):
 
 def send_batch(txn, positions, jobs):
     """The group-commit function for ``send`` jobs: one friendship query and one bulk insert.
-    Returns, per job, ``(event, duplicate)`` or an ImError.
+    Returns, per job, ``(push, duplicate)`` or an ImError; ``push`` is the message's ``message``
+    push (its stream event with ``op`` for ``type``), built here once.
 
     Idempotency rests on the unique ``(sender, client_id)`` key: rows whose key exists are
     skipped by the insert itself, and only when the insert reports fewer rows than it was given
@@ -78,7 +79,7 @@ def send_batch(txn, positions, jobs):
         row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body,
                json.dumps(extra) if extra else None, job.ts)
         rows.append(row)
-        fresh[(job.sender, job.client_id)] = message_event(row)
+        fresh[(job.sender, job.client_id)] = message_event(row, "op")
     duplicates = set()
     if rows:
         inserted = txn.executemany(
@@ -107,7 +108,7 @@ def _earlier_sends(txn, fresh, expected):
     for row in stored:
         key = (row[1], row[3])
         if row[0] != fresh[key]["pos"]:
-            fresh[key] = message_event(row)
+            fresh[key] = message_event(row, "op")
             duplicates.add(key)
     if len(duplicates) != expected:
         # Only the (sender, client_id) key may make the insert skip a row: anything else

@@ -10,9 +10,11 @@ import json
 MESSAGE_COLUMNS = "pos, sender, recipient, client_id, kind, body, extra, ts"
 
 
-def message_event(row):
+def message_event(row, tag="type"):
+    """A message row as a stream event (``{"type": "message", ...}``); with ``tag="op"``, as the
+    ``message`` push, which is the same dict with ``op`` in place of ``type``."""
     pos, sender, recipient, client_id, kind, body, extra, ts = row
-    event = {"pos": pos, "type": "message", "msg_id": pos, "from": sender, "to": recipient,
+    event = {tag: "message", "pos": pos, "msg_id": pos, "from": sender, "to": recipient,
              "body": body, "kind": kind, "ts": ts, "client_id": client_id}
     if extra:
         event.update(json.loads(extra))
