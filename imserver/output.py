@@ -16,6 +16,9 @@ producers are untouched.
 from contextlib import contextmanager
 
 from twisted.internet import tcp
+from twisted.logger import Logger
+
+_log = Logger()
 
 
 def send_now(transport, data):
@@ -25,8 +28,8 @@ def send_now(transport, data):
     (``writeSomeData``, the method its own ``doWrite`` uses); whatever the socket does not take,
     and anything on any other transport, is handed to ``transport.write``."""
     if (isinstance(transport, tcp.Connection) and transport.connected
-            and not transport.disconnecting and not transport.dataBuffer
-            and not transport._tempDataBuffer):
+            and not transport.disconnecting and not transport._writeDisconnected
+            and not transport.dataBuffer and not transport._tempDataBuffer):
         sent = transport.writeSomeData(data)
         if not isinstance(sent, int):
             # The connection is gone: the transport's own write path notices and closes it.
@@ -82,4 +85,8 @@ class Coalescer:
         finally:
             held, self._held = self._held, None
             for conn, chunks in held.items():
-                conn.write_held(chunks)
+                try:
+                    conn.write_held(chunks)
+                except Exception:
+                    # One connection's failure must not keep the others' frames back.
+                    _log.failure("writing held output to {conn} failed", conn=conn)

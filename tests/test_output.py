@@ -69,6 +69,19 @@ def test_cork_is_lifted_when_the_block_raises():
     assert not out.corked and a.written == [[b"1"]]
 
 
+def test_a_connection_that_fails_to_write_does_not_hold_back_the_others():
+    class Broken(Conn):
+        def write_held(self, chunks):
+            raise OSError("gone")
+
+    out, a, broken, b = Coalescer(), Conn(), Broken(), Conn()
+    with out.corked_output():
+        for conn in (a, broken, b):
+            out.hold(conn, b"x")
+    assert a.written == b.written == [[b"x"]]
+    assert not out.corked
+
+
 def _connect():
     server = FakeServer(make_ops())
     proto = ImProtocol(server)
