@@ -186,12 +186,12 @@ def dispatch(table, ctx, request, respond):
             respond(_ok(result, rid))
             return
         result = defer.ensureDeferred(result)
-    result.addCallbacks(_answer, _answer_failure, callbackArgs=(rid, respond),
-                        errbackArgs=(rid, request, respond))
+    result.addBoth(_Answer(rid, request, respond))
 
 
 class _Answer:
-    """The ``answer`` callable given to an ``answers`` handler: the first call is the reply."""
+    """Turns a handler's outcome into its reply: the ``answer`` callable given to an ``answers``
+    handler, and the callback of a handler's Deferred. The first call is the reply."""
 
     __slots__ = ("rid", "request", "respond")
 
@@ -209,10 +209,3 @@ class _Answer:
         else:
             respond(_ok(result, self.rid))
 
-
-def _answer(result, rid, respond):
-    respond(_ok(result, rid))
-
-
-def _answer_failure(f, rid, request, respond):
-    respond(_failed(f, rid, request))

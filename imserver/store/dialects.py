@@ -39,7 +39,7 @@ class Dialect:
         return False
 
     def pairs(self, n):
-        """A derived table of ``n`` rows with integer columns ``a`` and ``b``, taking ``2n``
+        """A derived table of ``n`` rows with columns ``a`` and ``b``, taking ``2n``
         placeholders (a, b, a, b, ...): join it to look up many exact key pairs at once. One
         indexed lookup per pair; an ``OR`` of pairs made the database plan each of them."""
         raise NotImplementedError

@@ -23,18 +23,6 @@ def _placeholders(n):
     return ", ".join("?" * n)
 
 
-def _pairs(first, second, pairs):
-    """``(where, args)`` matching exactly the given ``(first, second)`` pairs, one index range
-    each. "first IN (...) AND second IN (...)" would make the database look up every pair of the
-    two lists: 2,500 for 50 messages from 50 senders, growing with the square of the batch."""
-    groups = {}
-    for a, b in pairs:
-        groups.setdefault(a, set()).add(b)
-    where = " OR ".join(f"({first} = ? AND {second} IN ({_placeholders(len(bs))}))"
-                        for bs in groups.values())
-    return where, [x for a, bs in groups.items() for x in (a, *bs)]
-
-
 def send_batch(txn, positions, jobs):
     """The group-commit function for ``send`` jobs: one friendship query and one bulk insert.
     Returns, per job, ``(push, duplicate)`` or an ImError; ``push`` is the message's ``message``
@@ -102,8 +90,10 @@ def send_batch(txn, positions, jobs):
 def _earlier_sends(txn, fresh, expected):
     """Replace in ``fresh`` the events of sends the insert skipped because their client id was
     used before, with the messages stored then; returns their keys."""
-    where, args = _pairs("sender", "client_id", list(fresh))
-    stored = txn.all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE {where}", args)
+    args = [x for key in fresh for x in key]
+    columns = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
+    stored = txn.all(f"SELECT {columns} FROM {txn.dialect.pairs(len(fresh))} p "
+                     "JOIN messages m ON m.sender = p.a AND m.client_id = p.b", args)
     duplicates = set()
     for row in stored:
         key = (row[1], row[3])
