@@ -7,7 +7,6 @@ out of the pushed body, so one worker handles a few hundred thousand frames a se
 """
 import asyncio
 import json
-import math
 import ssl
 import struct
 import time
@@ -257,22 +256,15 @@ class Worker:
                 stats.deliver(ts, now)
         return on_frame
 
-    def _send(self, pair, n, ts=None, interval=0, phase=0.0):
-        """Write ``n`` sends in one write; closed loop stamps now, open loop the scheduled times."""
-        codec, stats = self.codec, self.stats
-        frames = []
-        for _ in range(n):
-            rid = pair.next_rid
-            pair.next_rid += 1
-            if ts is None:
-                stamp = time.monotonic_ns()
-            else:
-                stamp = ts + int((pair.sent_sched + phase) * interval)
-                pair.sent_sched += 1
-            frames.append(codec.send(pair, rid, stamp))
-        pair.sender.transport.write(b"".join(frames))
-        pair.inflight += n
-        stats.sent += n
+    def _send(self, pair, stamps):
+        """Write one send per stamp (the time it counts from), all in one write."""
+        codec = self.codec
+        rid = pair.next_rid
+        pair.next_rid += len(stamps)
+        pair.sender.transport.write(b"".join([codec.send(pair, rid + i, stamp)
+                                             for i, stamp in enumerate(stamps)]))
+        pair.inflight += len(stamps)
+        self.stats.sent += len(stamps)
 
     async def closed(self, npairs, window, t0, warmup, duration, tag):
         """Each sender keeps ``window`` sends in flight; a fresh send goes out per ack."""
@@ -283,7 +275,7 @@ class Worker:
         await _sleep_until(t0)
         self.running = True
         for pair in pairs:
-            self._send(pair, window)
+            self._send(pair, [time.monotonic_ns()] * window)
         await _sleep_until(t0 + warmup + duration)
         self.running = False
         return await self._drain(pairs, stats)
@@ -292,29 +284,36 @@ class Worker:
         def after():
             if pair.credit:
                 n, pair.credit = pair.credit, 0
-                self._send(pair, n)
+                self._send(pair, [time.monotonic_ns()] * n)
         return after
 
     async def open(self, npairs, rate, t0, warmup, duration, tag):
-        """Each sender sends on a fixed schedule (total ``rate``/s over all ``npairs`` senders),
-        stamping each message with its scheduled time, so a slow server shows up as latency."""
+        """The whole load sends on a fixed schedule: message ``k`` is due at ``t0 + k / rate``
+        and goes from sender ``k % npairs``, stamped with that time, so a slow server shows up
+        as latency. Each worker walks the one schedule and sends the messages of its own
+        senders that are due (the cost is per message, not per sender per tick)."""
         pairs = self.my_pairs(npairs)
         stats = self._arm(pairs, t0 + warmup, t0 + warmup + duration, tag)
-        interval = 1e9 * npairs / rate  # ns between one sender's messages
+        gap = 1e9 / rate  # ns between two messages of the whole load
+        mine = {pair.index: pair for pair in pairs}
         for pair in pairs:
             pair.sender.after = None
-            pair.sent_sched = 0
         stop = t0 + warmup + duration
         await _sleep_until(t0)
+        k = 0  # the next message of the schedule
         while True:
             now = time.monotonic_ns()
             if now >= stop:
                 break
-            for pair in pairs:
-                phase = pair.index / npairs
-                due = math.floor((now - t0) / interval - phase) + 1
-                if due > pair.sent_sched:
-                    self._send(pair, due - pair.sent_sched, t0, interval, phase)
+            due = int((now - t0) / gap) + 1  # messages before this one are due by now
+            stamps = {}
+            for i in range(k, due):
+                pair = mine.get(i % npairs)
+                if pair is not None:
+                    stamps.setdefault(pair, []).append(t0 + int(i * gap))
+            k = max(k, due)
+            for pair, times in stamps.items():
+                self._send(pair, times)
             await asyncio.sleep(0.0005)
         return await self._drain(pairs, stats)
 
