@@ -54,3 +54,38 @@ async def test_non_friend_lookup_of_many_pairs_at_once(store):
     assert len(asked) > 1400
     got = await store.db.run("lookup", _not_friends, asked)
     assert got == asked - friends and got and asked & friends
+
+
+@pytest_twisted.ensureDeferred
+async def test_numbered_insert_numbers_its_rows_from_the_first_given(db_url, tmp_path, monkeypatch):
+    """``numbered_insert`` prepares rows whose first column is not known yet; ``run(first)``
+    inserts them numbered first, first + 1, ... A row whose unique key exists is skipped and
+    not counted. With statements capped small (MySQL splits a long insert in several), every
+    row still arrives once."""
+    monkeypatch.setattr(dialects, "_MAX_STATEMENT", 120)
+    db = Database(dialects.from_url(db_url, str(tmp_path)))
+    sql = ("INSERT INTO bulk (id, n, a, b, f) VALUES (?, ?, ?, ?, ?) "
+           + db.dialect.on_conflict_ignore("a", "id"))
+    try:
+        def create(txn):
+            txn.execute("CREATE TABLE bulk (id INTEGER PRIMARY KEY, n INTEGER, a VARCHAR(200), "
+                        "b TEXT, f DOUBLE, UNIQUE (a))")
+
+        def insert(txn, rows, first):
+            run = txn.numbered_insert(sql, rows)
+            return run(first), txn.all("SELECT id, n, a, b, f FROM bulk ORDER BY id")
+        await db.run("create", create)
+        rows = [row[1:] for row in ROWS]
+        changed, got = await db.run("insert", insert, rows, 100)
+        assert changed == len(ROWS)
+        assert [tuple(r) for r in got] == [(100 + i, int(n), a, b, f)
+                                           for i, (n, a, b, f) in enumerate(rows)]
+        # Again: the row whose "a" is taken already is skipped; the others are numbered on.
+        again = [(7, "fresh one", None, 0.5), (8, "plain", "dup", 0.25), (9, "fresh two", "y", 1.5)]
+        changed, got = await db.run("insert", insert, again, 200)
+        assert changed == 2
+        assert [tuple(r) for r in got if r[0] >= 200] == [(200, 7, "fresh one", None, 0.5),
+                                                          (202, 9, "fresh two", "y", 1.5)]
+        assert [r[0] for r in got if r[2] == "plain"] == [100]
+    finally:
+        db.close()

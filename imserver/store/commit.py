@@ -20,15 +20,15 @@ from imserver.errors import ImError
 class Positions:
     """Hands out stream positions inside one batch transaction.
 
-    The batch reads ``stream_seq`` once, locking its row (``FOR UPDATE`` on MySQL; SQLite has one
-    writer), and writes the last position back before committing. So batches, even from several
-    server processes, take positions in commit order and never overlap (a position taken for
-    a send that turns out to be a duplicate stays unused).
+    The batch takes the lock on ``stream_seq``'s row (``FOR UPDATE`` on MySQL; SQLite has one
+    writer) with its first position, and writes the last position back before committing. So
+    batches, even from several server processes, take positions in commit order and never
+    overlap (a position taken for a send that turns out to be a duplicate stays unused).
     """
 
     def __init__(self, txn, on_locked=None):
         self.txn = txn
-        self._first = self._last = None
+        self._stored = self._last = None  # the counter as written in the database; as handed out
         self._on_locked = on_locked
 
     def lock(self):
@@ -36,9 +36,7 @@ class Positions:
         if self._last is None:
             lock = self.txn.dialect.for_update
             (self._last,) = self.txn.one(f"SELECT pos FROM stream_seq WHERE id = 1{lock}")
-            self._first = self._last
-            if self._on_locked is not None:
-                self._on_locked()
+            self._locked()
 
     def take(self):
         if self._last is None:
@@ -46,8 +44,26 @@ class Positions:
         self._last += 1
         return self._last
 
+    def reserve(self, n):
+        """Take ``n`` consecutive positions; returns the first. If this takes the lock, one
+        statement both locks the counter and moves it past them, so a batch that prepared its
+        rows beforehand holds the lock for no more than its inserts and its commit."""
+        if self._last is None and n > 0:
+            self._last = self.txn.dialect.advance_positions(self.txn, n)
+            self._locked()
+        elif self._last is None:
+            self.lock()
+        else:
+            self._last += n
+        return self._last - n + 1
+
+    def _locked(self):
+        self._stored = self._last
+        if self._on_locked is not None:
+            self._on_locked()
+
     def save(self):
-        if self._last is not None and self._last != self._first:
+        if self._last is not None and self._last != self._stored:
             self.txn.execute("UPDATE stream_seq SET pos = ? WHERE id = 1", (self._last,))
 
 

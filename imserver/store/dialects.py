@@ -33,6 +33,21 @@ class Dialect:
         cursor.executemany(self.sql(sql), rows)
         return cursor.rowcount
 
+    def numbered_insert(self, cursor, sql, rows):
+        """Prepare ``INSERT ... VALUES (?, ...) [tail]`` for ``rows`` whose first column is not
+        known yet; returns ``run(first)``, which inserts them numbered ``first, first + 1, ...``
+        in that column and returns how many rows changed. Whatever can be done before the
+        numbers are known (rendering the SQL, on MySQL) is done here."""
+        def run(first):
+            return self.executemany(cursor, sql, [(first + i, *row) for i, row in enumerate(rows)])
+        return run
+
+    def advance_positions(self, txn, n):
+        """Move the stream counter on by ``n`` and return its new value; the statement takes
+        the counter's lock until commit, like ``SELECT ... FOR UPDATE``."""
+        txn.execute("UPDATE stream_seq SET pos = pos + ? WHERE id = 1", (n,))
+        return txn.one("SELECT pos FROM stream_seq WHERE id = 1")[0]
+
     def connection_closed(self, conn):
         """True if an idle pooled connection is known to be dead, so the pool replaces it
         before a transaction runs on it instead of failing that transaction."""
@@ -167,22 +182,61 @@ class MySQLDialect(Dialect):
         PyMySQL's generic ``executemany`` (several calls deep per value), which was most of the
         pool thread's Python time in a group commit of messages. Any other statement goes to
         PyMySQL whole. Returns the number of rows the statements changed."""
-        head, _, rest = sql.partition(" VALUES ")
-        shape = _VALUES.match(rest)
-        if not rows or not head.lstrip().upper().startswith("INSERT") or shape is None or \
-                shape.group(1).replace(" ", "") != "(" + ",".join("?" * len(rows[0])) + ")":
+        parts = self._insert_parts(sql, len(rows[0])) if rows else None
+        if parts is None:
             cursor.executemany(self.sql(sql), rows)
             return cursor.rowcount
-        head, tail = head + " VALUES ", shape.group(2) or ""
+        head, tail = parts
+        return self._run_rendered(cursor, head, tail, self._render_rows(cursor, rows))
+
+    def numbered_insert(self, cursor, sql, rows):
+        # The rows are rendered now, so that run() only pastes each number in front.
+        parts = self._insert_parts(sql, len(rows[0]) + 1) if rows else None
+        if parts is None:
+            return super().numbered_insert(cursor, sql, rows)
+        head, tail = parts
+        rests = [item[1:] for item in self._render_rows(cursor, rows)]  # "v1,v2,...)"
+
+        def run(first):
+            return self._run_rendered(cursor, head, tail,
+                                      [f"({first + i},{rest}" for i, rest in enumerate(rests)])
+        return run
+
+    def advance_positions(self, txn, n):
+        # One statement and no read back: LAST_INSERT_ID(expr) puts the new value in the reply.
+        cursor = txn.execute("UPDATE stream_seq SET pos = LAST_INSERT_ID(pos + ?) WHERE id = 1", (n,))
+        if n < 1 or cursor.rowcount != 1:
+            # With n = 0 nothing changes, so the reply could not tell a missing row apart.
+            raise RuntimeError(f"stream_seq was not advanced (n={n}, rows={cursor.rowcount})")
+        return cursor.lastrowid
+
+    @staticmethod
+    def _insert_parts(sql, width):
+        """``(head, tail)`` of a one-row ``INSERT ... VALUES (?, ...) [tail]`` with ``width``
+        placeholders, or None for any other statement."""
+        head, _, rest = sql.partition(" VALUES ")
+        shape = _VALUES.match(rest)
+        if not head.lstrip().upper().startswith("INSERT") or shape is None or \
+                shape.group(1).replace(" ", "") != "(" + ",".join("?" * width) + ")":
+            return None
+        return head + " VALUES ", shape.group(2) or ""
+
+    def _render_rows(self, cursor, rows):
+        """Each row as ``(v1,v2,...)`` SQL text."""
         connection = cursor.connection
         value = _value_renderer(connection.escape)
         if connection.server_status & self._no_backslash_escapes:
             render = _generic_row(value)
         else:
             render = self._row_renderer(tuple(map(type, rows[0])), value)
+        return [render(row) for row in rows]
+
+    @staticmethod
+    def _run_rendered(cursor, head, tail, items):
+        """Execute ``head + items + tail`` in statements of at most about ``_MAX_STATEMENT``
+        characters; returns the rows they changed."""
         out, size, changed = [], 0, 0
-        for row in rows:
-            item = render(row)
+        for item in items:
             out.append(item)
             size += len(item) + 1
             if size > _MAX_STATEMENT:

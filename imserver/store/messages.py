@@ -58,21 +58,28 @@ def send_batch(txn, positions, jobs):
             seen.add(key)
             accepted.append((job, file))
             results.append(None)
-    # Writes last, positions first among them: the first position locks the position counter
-    # until this batch commits, and the reads above ran while the batch before still held it.
-    rows, fresh = [], {}
+    # Everything the insert needs except the positions is made now, while the batch before
+    # may still hold the position lock. Then the first position takes that lock until this
+    # batch commits: from there on only the writes run.
+    rows, fresh = [], {}  # fresh: (sender, client_id) -> the push, in the order of rows
     for job, file in accepted:
-        pos = positions.take()
-        extra = _attach_file(txn, job, file) if file else job.extra
-        row = (pos, job.sender, job.recipient, job.client_id, job.kind, job.body,
+        extra = _file_extra(job, file) if file else job.extra
+        row = (None, job.sender, job.recipient, job.client_id, job.kind, job.body,
                json.dumps(extra) if extra else None, job.ts)
-        rows.append(row)
+        rows.append(row[1:])
         fresh[(job.sender, job.client_id)] = message_event(row, "op")
     duplicates = set()
     if rows:
-        inserted = txn.executemany(
+        insert = txn.numbered_insert(
             f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             + txn.dialect.on_conflict_ignore("sender, client_id", "pos"), rows)
+        first = positions.reserve(len(rows))
+        for pos, event in enumerate(fresh.values(), first):
+            event["pos"] = event["msg_id"] = pos
+        for job, file in accepted:
+            if file:  # let the recipient read the file
+                files.grant(txn, file["id"], user_id=job.recipient)
+        inserted = insert(first)
         if inserted != len(rows):
             duplicates = _earlier_sends(txn, fresh, len(rows) - inserted)
     out = []
@@ -108,10 +115,8 @@ def _earlier_sends(txn, fresh, expected):
     return duplicates
 
 
-def _attach_file(txn, job, info):
-    """Let the recipient read the file (``info``, which the sender may share); the message's
-    extra."""
-    files.grant(txn, info["id"], user_id=job.recipient)
+def _file_extra(job, info):
+    """The extra of a message carrying the file ``info`` (which the sender may share)."""
     attached = {k: info[k] for k in ("id", "name", "size", "mime", "sha256")}
     attached.update({k: v for k, v in job.file.items() if k in ("kind", "duration")})
     return {"file": attached}

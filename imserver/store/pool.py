@@ -28,6 +28,10 @@ class Txn:
         """Run ``sql`` for each row of ``seq``; returns how many rows the statements changed."""
         return self.dialect.executemany(self._cur, sql, seq)
 
+    def numbered_insert(self, sql, rows):
+        """See ``Dialect.numbered_insert``: ``run(first)`` inserts ``rows`` numbered from ``first``."""
+        return self.dialect.numbered_insert(self._cur, sql, rows)
+
     def one(self, sql, args=()):
         self._cur.execute(self.dialect.sql(sql), args)
         return self._cur.fetchone()
