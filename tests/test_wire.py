@@ -11,6 +11,15 @@ class DecodeTests(unittest.TestCase):
         obj = {"op": "send", "id": 1, "body": "héllo ✓"}
         self.assertEqual(wire.decode(wire.dumps(obj)), obj)
 
+    def test_int_keys_become_strings_as_with_the_stdlib(self):
+        obj = {"counts": {7: 2, 12: 0}, "nested": [{1: "a"}], "plain": {"k": 1}}
+        self.assertEqual(json.loads(wire.dumps(obj)), json.loads(json.dumps(obj)))
+        self.assertEqual(wire.encode(obj)[4:], wire.dumps(obj))
+
+    def test_what_json_cannot_hold_is_refused(self):
+        with self.assertRaises(TypeError):
+            wire.dumps({"a": object()})
+
     def test_frame_has_big_endian_length(self):
         data = wire.encode({"a": 1})
         self.assertEqual(int.from_bytes(data[:4], "big"), len(data) - 4)
