@@ -360,7 +360,8 @@ def main(argv=None):
     args = parse_args(argv)
     workdir = tempfile.mkdtemp(prefix="parley-bench-")
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; {' '.join(sys.argv)}", flush=True)
+          f"load average {os.getloadavg()[0]:.2f}; driver on "
+          f"{'uvloop' if loadclient.uvloop else 'asyncio'}; {' '.join(sys.argv)}", flush=True)
     driver = Driver(args.workers)
     relay, lines, seq = {}, [], [0]
     try:
