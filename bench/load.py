@@ -325,6 +325,10 @@ def bench_target(name, args, workdir, driver, relay, lines, seq):
                     runs.append(run_point(driver, target, mode, pairs, param, args, db_pid, seq[0]))
                 key = (name, transport, mode, pairs, param)
                 result = median_of(runs)
+                if len(runs) > 1:  # the runs behind the median, as this VM's speed drifts
+                    print(f"# {name} {transport} {mode} {param}: runs "
+                          + ", ".join(f"{r['rate']:,.0f} msgs/s p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms"
+                                      for r in runs), flush=True)
                 if name == "relay":
                     relay[key[1:]] = result
                 lines.append(row(key, result, relay))
