@@ -3,8 +3,9 @@
 ``bench/load.py`` measures a real server under a real load, but on this shared 2-core machine
 its latencies swing by a fifth or more within the hour, and at 20,000 msgs/s they follow the
 server's CPU time per message: its Python runs under one GIL, shared by the reactor thread and
-the database threads. This benchmark measures that CPU time alone, split by thread, and repeats
-to within a few per cent, so a change to the hot path can be compared before and after.
+the database threads. This benchmark measures that CPU time alone, split by thread, which
+repeats far more closely than latency (within a few per cent in a quiet spell of the VM), so a
+change to the hot path can be compared before and after.
 
 The clients are real ``ImProtocol`` connections of a real server (SQLite by default, or
 ``--mysql-url``) on in-memory transports. They register, log in and make friends through the
