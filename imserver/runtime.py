@@ -13,13 +13,16 @@ classes, configuration) are moved to the permanent generation with ``gc.freeze()
 collection walks them again, and the young-generation threshold is raised so passes are rarer
 (each pass still frees every unreachable cycle; only how often it looks changes).
 
-The GIL switch interval is shortened from 5 ms to 0.5 ms. The reactor thread runs Python almost
+The GIL switch interval is shortened from 5 ms to 0.2 ms. The reactor thread runs Python almost
 all the time under load, and a pool thread that has a database reply to process waits for the
 GIL until the reactor thread gives it up at a system call or is asked to after the switch
 interval. Each group-commit batch makes several round trips, so those waits add up on every
-message's way. In ``bench/load.py`` (MariaDB, open loop at 20,000 msgs/s, five runs of each,
-alternating) p99 was 52.1 ms with 0.5 ms against 57.8 ms with 5 ms (medians). The closed-loop
-rate did not change (47,567 and 48,600 against 46,933 and 48,550 msgs/s).
+message's way. In ``bench/load.py`` (MariaDB, open loop at 20,000 msgs/s, alternating): 0.5 ms
+against 5 ms gave p99 52.1 against 57.8 ms (medians of five runs each), and 0.2 ms against
+0.5 ms gave p99 53.1 against 69.3 ms and p50 about 27 against 37 ms (six invocations of three
+runs each; 0.2 ms was better in four). 0.1 ms was worse than both. The closed-loop rate did not
+change (medians of three: 37,633, 43,533 and 45,350 msgs/s with 0.2 ms against 34,483, 36,117
+and 45,133 with 0.5 ms).
 """
 import gc
 import sys
@@ -27,7 +30,7 @@ import sys
 #: (young, middle, old) thresholds; see ``gc.set_threshold``.
 THRESHOLDS = (50_000, 20, 100)
 #: Seconds a thread may hold the GIL while another waits for it; see ``sys.setswitchinterval``.
-SWITCH_INTERVAL = 0.0005
+SWITCH_INTERVAL = 0.0002
 
 
 def tune_for_server(thresholds=THRESHOLDS, switch_interval=SWITCH_INTERVAL):
