@@ -32,7 +32,7 @@ from imclient.store import LocalStore
 #: Ops that add events to our own stream; the server pushes those to our *other* connections
 #: only, so the client syncs after them to see (and store) the result.
 STREAM_WRITES = frozenset({"friend_request", "friend_accept", "friend_reject", "friend_remove",
-                           "block", "unblock", "mark_delivered", "mark_read"})
+                           "block", "unblock", "friend_alias", "mark_delivered", "mark_read"})
 #: Errors while connecting that no retry will cure.
 FATAL = frozenset({"bad_credentials", "bad_request"})
 
@@ -352,6 +352,8 @@ class Client(OpsMixin, OutboxMixin):
             self.store.add_friend(other)
         elif kind in ("friend_removed", "blocked"):
             self.store.remove_friend(other)
+        elif kind == "friend_alias":
+            self.store.set_alias(other, event["alias"])
 
     # Requests.
     def request(self, op, **fields):
@@ -382,4 +384,5 @@ _APPLY = {
     "friend_removed": Client._on_friend_event,
     "friend_rejected": Client._on_friend_event,
     "blocked": Client._on_friend_event,
+    "friend_alias": Client._on_friend_event,
 }

@@ -68,6 +68,8 @@ class OpsMixin:
 
     def _store_friends(self, reply):
         self.store.set_friends(reply["friends"])
+        for f in reply["friends"]:  # presence pushes keep it current from here on
+            self.presence[f["user_id"]] = {k: f.get(k) for k in ("online", "status", "text")}
         return reply["friends"]
 
     def groups(self):

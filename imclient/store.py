@@ -221,6 +221,9 @@ class LocalStore:
         self.db.execute("INSERT OR IGNORE INTO friends (user_id, data) VALUES (?, ?)",
                         (user_id, json.dumps({"user_id": user_id})))
 
+    def set_alias(self, user_id, alias):
+        self.db.execute("UPDATE friends SET alias = ? WHERE user_id = ?", (alias, user_id))
+
     def remove_friend(self, user_id):
         self.db.execute("DELETE FROM friends WHERE user_id = ?", (user_id,))
 

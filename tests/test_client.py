@@ -187,6 +187,10 @@ async def test_friend_events_are_reported_once_across_restarts(running, tmp_path
     await again.friend_accept(bob.user_id)
     await wait_until(lambda: seen_again.of("friend_added"), what="friend_added")
     assert [f["username"] for f in await again.friends()] == ["bob"]
+    # Bob was online before this client connected: the friend list says so, with no push.
+    assert again.presence[bob.user_id]["online"] is True
+    await again.friend_alias(bob.user_id, "Bobby")
+    assert [f["alias"] for f in again.store.friends()] == ["Bobby"]
     await again.close()
 
 

@@ -1,5 +1,8 @@
 """Friends and presence over real sockets, on SQLite and MySQL."""
 import pytest_twisted
+from twisted.internet import defer
+
+from imserver.handlers import presence
 
 from helpers import Pushes, befriend, error_code, quiet
 
@@ -115,3 +118,75 @@ async def test_presence_on_first_device_and_last_device_only(running):
     gone = await pushes.next("presence")
     assert gone["online"] is False and gone["status"] == "offline"
     assert await error_code(alice.request("presence_set", status="sleeping")) == "bad_request"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_blocker_cannot_befriend_the_blocked_user_through_the_block(running):
+    alice, mallory = await running.user("alice"), await running.user("mallory")
+    await alice.request("block", user=mallory.user_id)
+    # A request from Alice would let Mallory accept it and message Alice while still blocked.
+    assert await error_code(alice.request("friend_request", user=mallory.user_id)) == "forbidden"
+    assert (await mallory.request("friend_requests"))["incoming"] == []
+    assert await error_code(mallory.request("friend_accept", user=alice.user_id)) == "not_found"
+    assert await error_code(mallory.request("send", to=alice.user_id, body="hi", client_id="m1")) == "not_friends"
+    await alice.request("unblock", user=mallory.user_id)
+    assert (await alice.request("friend_request", user=mallory.user_id))["status"] == "pending"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_rejected_request_leaves_the_requesters_outgoing_list_as_a_block_does(running):
+    alice, bob, carol = await running.user("alice"), await running.user("bob"), await running.user("carol")
+    await alice.request("friend_request", user=bob.user_id)
+    await alice.request("friend_request", user=carol.user_id)
+    await bob.request("friend_reject", user=alice.user_id)
+    await carol.request("block", user=alice.user_id)
+    # Alice sees the same thing both times: the request is simply gone.
+    assert (await alice.request("friend_requests"))["outgoing"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_alias_reaches_my_other_devices_and_my_stream_only(running):
+    alice, bob = await running.user("alice"), await running.user("bob")
+    await befriend(alice, bob)
+    phone = await running.user("alice", device="phone", register=False)
+    phone_pushes, bob_pushes = Pushes(phone), Pushes(bob)
+    since = (await phone.request("sync", since=0, limit=1000))["next"]
+    await alice.request("friend_alias", user=bob.user_id, alias="Bobby")
+    push = await phone_pushes.next("friend_alias")
+    assert push["user"] == bob.user_id and push["alias"] == "Bobby"
+    events = (await phone.request("sync", since=since))["events"]
+    assert [(e["type"], e["alias"]) for e in events] == [("friend_alias", "Bobby")]
+    await quiet()
+    assert bob_pushes.of("friend_alias") == []
+    assert (await bob.request("sync", since=since))["events"] == []
+
+
+class _PresenceServer:
+    """Just what the Broadcaster uses: reads it answers by hand, and a status to read."""
+
+    def __init__(self):
+        self.reads, self.pushed, self.state = [], [], {"online": True, "status": "online", "text": ""}
+        self.notifier = self
+
+    def read(self, desc, fn, *args):
+        d = defer.Deferred()
+        self.reads.append(d)
+        return d
+
+    def status(self, user_id):
+        return dict(self.state)
+
+    def push(self, user_id, push):
+        self.pushed.append((user_id, push["online"]))
+
+
+def test_a_presence_broadcast_that_finishes_late_still_sends_the_current_status():
+    server = _PresenceServer()
+    broadcast = presence.Broadcaster(server)
+    broadcast(1)  # a device came online...
+    server.state = {"online": False, "status": "offline", "text": ""}
+    broadcast(1)  # ...and the last one left before the first friend list was read
+    first, second = server.reads
+    second.callback([2])
+    first.callback([2])  # the first read finishes last
+    assert server.pushed == [(2, False), (2, False)]

@@ -64,7 +64,7 @@ async def unblock(ctx, user):
 
 @ops.op("friend_alias", user=Int(), alias=Str(max_len=64))
 async def friend_alias(ctx, user, alias):
-    await ctx.server.read("friend_alias", store.set_alias, ctx.user.user_id, user, alias)
+    await _write(ctx, store.set_alias, user, alias)
     return {}
 
 

@@ -10,7 +10,11 @@ STATUSES = ("online", "away", "busy")
 
 
 class Broadcaster:
-    """Tells a user's friends their presence, as it was when the broadcast was made."""
+    """Tells a user's friends their presence, as it is when the friend list has been read.
+
+    The list comes from a pool thread, so two broadcasts close together (a device connecting
+    and the last one leaving) may finish in either order; each sends the status current when
+    it finishes, so the last push a friend gets is never stale."""
 
     _log = Logger()
 
@@ -18,14 +22,14 @@ class Broadcaster:
         self.server = server
 
     def __call__(self, user_id):
-        push = {"op": "presence", "user": user_id}
-        push.update(self.server.notifier.status(user_id))
-        d = defer.ensureDeferred(self._send(user_id, push))
+        d = defer.ensureDeferred(self._send(user_id))
         return d.addErrback(lambda f: self._log.failure("presence broadcast for {user} failed", f,
                                                         user=user_id))
 
-    async def _send(self, user_id, push):
+    async def _send(self, user_id):
         friend_ids = await self.server.read("friend_ids", friends_store.friend_ids, user_id)
+        push = {"op": "presence", "user": user_id}
+        push.update(self.server.notifier.status(user_id))
         for friend in friend_ids:
             self.server.notifier.push(friend, push)
 

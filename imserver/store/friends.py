@@ -36,6 +36,9 @@ def request(txn, positions, sender, target, greeting, ts):
         raise ImError("exists", "you are friends already")
     if _exists(txn, "SELECT 1 FROM blocks WHERE user_id = ? AND blocked_id = ?", (target, sender)):
         raise ImError("forbidden", "this user does not accept friend requests from you")
+    if _exists(txn, "SELECT 1 FROM blocks WHERE user_id = ? AND blocked_id = ?", (sender, target)):
+        # Otherwise the blocked user could accept, and message the blocker through the block.
+        raise ImError("forbidden", "you have blocked this user: unblock them first")
     if _exists(txn, "SELECT 1 FROM friend_requests WHERE from_user = ? AND to_user = ?", (target, sender)):
         return "accepted", _befriend(txn, positions, sender, target, ts)
     txn.execute("DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?", (sender, target))
@@ -56,7 +59,8 @@ def reject(txn, positions, me, requester, ts):
     txn.execute("DELETE FROM friend_requests WHERE from_user = ? AND to_user = ?", (requester, me))
     if txn.rowcount == 0:
         raise ImError("not_found", "no pending friend request from that user")
-    # The requester is not told: a rejected request looks like one still pending.
+    # The requester gets no push; the request leaves their outgoing list, as it does when the
+    # target blocks them, so they cannot tell a rejection from a block.
     return [append_event(txn, positions, me, "friend_rejected", {"user": requester}, ts)]
 
 
@@ -93,10 +97,12 @@ def unblock(txn, positions, me, other, ts):
     return [append_event(txn, positions, me, "unblocked", {"user": other}, ts)]
 
 
-def set_alias(txn, me, other, alias):
+def set_alias(txn, positions, me, other, alias, ts):
+    """Set ``me``'s private name for a friend; the event reaches ``me``'s other devices."""
     txn.execute("UPDATE friends SET alias = ? WHERE user_id = ? AND friend_id = ?", (alias, me, other))
     if txn.rowcount == 0 and not are_friends(txn, me, other):
         raise ImError("not_found", "not your friend")
+    return [append_event(txn, positions, me, "friend_alias", {"user": other, "alias": alias}, ts)]
 
 
 def friends(txn, me):
