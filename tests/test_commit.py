@@ -96,3 +96,23 @@ def test_results_go_out_in_batch_order_even_if_a_later_batch_ends_first():
     assert got == []
     d.callback({"w": [1, 2]})
     assert got == [1, 2, 99]
+
+
+def test_no_batch_starts_while_one_with_call_jobs_is_in_flight():
+    # A call (a block, say) may change the friendships a send batch checks before it takes the
+    # lock: the next batch waits for the call's batch to commit instead of overlapping it.
+    reactor, db, writer, got = make()
+    writer.call(lambda txn, positions: positions.take()).addCallback(got.append)
+    reactor.advance(0)
+    fn, args, d = db.pending.pop(0)
+    groups, on_locked = args
+    on_locked()  # it holds the position lock, which would let a send batch start
+    writer.enqueue("w", 1, got.append)
+    reactor.advance(0)
+    assert db.pending == []
+    d.callback(fn(FakeTxn(db), groups, None))
+    assert got == [1]
+    reactor.advance(0)
+    assert len(db.pending) == 1
+    db.run_now(0)
+    assert got == [1, 2]

@@ -3,7 +3,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from helpers import Pushes, befriend, error_code, sync_all
+from helpers import Pushes, befriend, error_code, quiet, sync_all
 from imserver.store import stream
 
 
@@ -241,3 +241,42 @@ def test_the_message_push_is_the_stream_event_with_op_first():
     assert push == event == {"pos": 7, "msg_id": 7, "from": 1, "to": 2, "body": "hi", "kind": "text",
                              "ts": 123, "client_id": "c1"}
     assert wire.encode(message_event(row, "op"))[4:].startswith(b'{"op":"message"')
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_ids_differing_only_in_trailing_spaces_are_different_messages(running):
+    # MySQL's utf8mb4_bin ignores trailing spaces in comparisons; client ids must not.
+    alice, bob = await pair(running)
+    plain = await alice.request("send", to=bob.user_id, body="one", client_id="k")
+    spaced = await alice.request("send", to=bob.user_id, body="two", client_id="k ")
+    assert spaced["duplicate"] is False and spaced["msg_id"] != plain["msg_id"]
+    again = await alice.request("send", to=bob.user_id, body="two", client_id="k ")
+    assert again["duplicate"] is True and again["msg_id"] == spaced["msg_id"]
+    history = (await bob.request("history", peer=alice.user_id))["messages"]
+    assert [(m["body"], m["client_id"]) for m in history] == [("two", "k "), ("one", "k")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_resends_from_another_device_racing_their_first_copies_are_stored_once(running):
+    # A reconnecting device resends its outbox while the first copies may still be committing
+    # in the batch before (on MySQL two batches overlap): each resend must find its first copy,
+    # and the new messages batched with it must not suffer.
+    alice, bob = await pair(running)
+    phone = await running.user("alice", device="phone", register=False)
+    n, lag = 600, 40
+    firsts, resends = [], []
+    for i in range(n + lag):
+        if i < n:
+            firsts.append(alice.request("send", to=bob.user_id, body=f"m{i}", client_id=f"c{i}"))
+        if i >= lag:
+            j = i - lag
+            resends.append(phone.request("send", to=bob.user_id, body=f"m{j}", client_id=f"c{j}"))
+        if i % 20 == 0:
+            await quiet(0.001)
+    firsts, resends = await defer.gatherResults(firsts), await defer.gatherResults(resends)
+    for first, resend in zip(firsts, resends):
+        assert resend["msg_id"] == first["msg_id"]
+    assert [r["duplicate"] for r in firsts].count(True) + [r["duplicate"] for r in resends].count(True) == n
+    events, _, _ = await sync_all(bob, 0, 1000)
+    bodies = [e["body"] for e in events if e["type"] == "message"]
+    assert sorted(bodies) == sorted(f"m{i}" for i in range(n))

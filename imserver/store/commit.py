@@ -96,8 +96,11 @@ class GroupCommitter:
     batch before it holds the position lock, so batches take the lock, and so positions, in
     the order they were started, and a client's pipelined writes keep their order; a batch
     whose kinds only read before their first position (``reads_first``) does those reads
-    while the batch before it inserts and commits. Results are handed out in batch order, which
-    is commit order, so pushes leave in position order.
+    while the batch before it inserts and commits. A batch with ``call`` jobs (friendship
+    changes, receipts, group changes) may change what those reads see, so no batch starts while
+    one of those is in flight: a send is never checked against friendships older than a block
+    committed before it. Results are handed out in batch order, which is commit order, so
+    pushes leave in position order.
     """
     _log = Logger()
 
@@ -117,6 +120,7 @@ class GroupCommitter:
         self._in_flight = 0
         self._scheduled = False
         self._unlocked = None  # the newest batch, until it holds the position lock or ends
+        self._calls_in_flight = 0  # batches with "call" jobs started and not yet ended
         self._started = 0  # batches started, in order; each batch's number is its index
         self._delivered = 0  # batches whose results have been handed out
         self._finished = {}  # number -> (results or Failure, groups) waiting for earlier batches
@@ -153,7 +157,8 @@ class GroupCommitter:
         return self.submit("call", (fn, args))
 
     def _can_start(self):
-        return self._in_flight < self.concurrency and self._unlocked is None
+        return (self._in_flight < self.concurrency and self._unlocked is None
+                and not self._calls_in_flight)
 
     def _start(self):
         self._scheduled = False
@@ -165,6 +170,7 @@ class GroupCommitter:
             groups.setdefault(kind, []).append((job, on_result))
         number, self._started = self._started, self._started + 1
         self._in_flight += 1
+        self._calls_in_flight += "call" in groups
         self.batches += 1
         if self.concurrency > 1:
             self._unlocked = number
@@ -194,6 +200,7 @@ class GroupCommitter:
         # Start the next batch before answering this one: the database works on it (no GIL
         # held while it waits for MariaDB) while this thread sends the replies and pushes.
         self._in_flight -= 1
+        self._calls_in_flight -= "call" in groups
         if self._unlocked == number:
             self._unlocked = None  # it ended without taking the lock (nothing to write, or failed)
         self._finished[number] = (outcome, groups)

@@ -309,6 +309,16 @@ class MySQLDialect(Dialect):
             sock.settimeout(timeout)
         return True
 
+    def begin(self, txn):
+        # A batch does its checks (friendships, users) while the batch before it still holds
+        # the position lock, then inserts once that one has committed. Under InnoDB's default
+        # REPEATABLE READ its reads after the insert would still see the snapshot of its first
+        # read, from before that commit: a resend whose first copy the previous batch stored
+        # would be skipped by the unique key yet not be found. READ COMMITTED lets each
+        # statement see what has committed; it applies to this one transaction (plain reads
+        # keep their one snapshot, which sync needs across its queries).
+        txn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
     def pairs(self, n):
         return "(SELECT ? AS a, ? AS b" + " UNION ALL SELECT ?, ?" * (n - 1) + ")"
 

@@ -33,7 +33,7 @@ class GroupSend:
 def message_event(row):
     pos, group_id, seq, sender, client_id, body, mentions, ts, extra = row
     event = {"pos": pos, "type": "group_message", "msg_id": pos, "group": group_id, "seq": seq,
-             "from": sender, "body": body, "client_id": client_id, "kind": "text",
+             "from": sender, "body": body, "client_id": stream.text(client_id), "kind": "text",
              "mentions": json.loads(mentions) if mentions else [], "ts": ts}
     if extra:
         event.update(json.loads(extra))
@@ -67,7 +67,7 @@ def send_batch(txn, positions, jobs):
     ``recipients`` are the group's members as of this commit (empty for a duplicate)."""
     senders = sorted({j.sender for j in jobs})
     client_ids = sorted({j.client_id for j in jobs})
-    existing = {(r[3], r[4]): r for r in txn.all(
+    existing = {(r[3], stream.text(r[4])): r for r in txn.all(
         f"SELECT {COLUMNS} FROM group_messages WHERE sender IN ({placeholders(len(senders))}) "
         f"AND client_id IN ({placeholders(len(client_ids))})", (*senders, *client_ids))}
     senders_in = _members_of(txn, sorted({j.group for j in jobs}), senders)

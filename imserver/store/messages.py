@@ -103,9 +103,10 @@ def _earlier_sends(txn, fresh, expected):
                      "JOIN messages m ON m.sender = p.a AND m.client_id = p.b", args)
     duplicates = set()
     for row in stored:
-        key = (row[1], row[3])
-        if row[0] != fresh[key]["pos"]:
-            fresh[key] = message_event(row, "op")
+        event = message_event(row, "op")
+        key = (event["from"], event["client_id"])
+        if event["pos"] != fresh[key]["pos"]:
+            fresh[key] = event
             duplicates.add(key)
     if len(duplicates) != expected:
         # Only the (sender, client_id) key may make the insert skip a row: anything else

@@ -10,12 +10,18 @@ import json
 MESSAGE_COLUMNS = "pos, sender, recipient, client_id, kind, body, extra, ts"
 
 
+def text(value):
+    """A client id as read back: MySQL keeps client ids as bytes (VARBINARY, so that they
+    compare exactly, trailing spaces included), SQLite as text."""
+    return value.decode("utf-8") if type(value) is bytes else value
+
+
 def message_event(row, tag="type"):
     """A message row as a stream event (``{"type": "message", ...}``); with ``tag="op"``, as the
     ``message`` push, which is the same dict with ``op`` in place of ``type``."""
     pos, sender, recipient, client_id, kind, body, extra, ts = row
     event = {tag: "message", "pos": pos, "msg_id": pos, "from": sender, "to": recipient,
-             "body": body, "kind": kind, "ts": ts, "client_id": client_id}
+             "body": body, "kind": kind, "ts": ts, "client_id": text(client_id)}
     if extra:
         event.update(json.loads(extra))
     return event

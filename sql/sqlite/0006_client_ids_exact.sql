@@ -1,0 +1,2 @@
+-- Nothing to change on SQLite: its TEXT keys already compare byte for byte (sql/mysql/0006
+-- makes MySQL's client ids do the same; the version is recorded on both dialects).
