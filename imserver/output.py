@@ -9,16 +9,21 @@ time (``py-spy``, ``bench/load.py`` open loop).
 
 While a ``Coalescer`` is corked, connections hold their frames; when it is uncorked each
 connection's frames are joined and written with ``send_now``, which sends at once when nothing
-is queued before them. Anything the socket does not take, and all output of other transports
-(TLS), goes through the transport's ``write`` as usual, so ordering, back-pressure and
-producers are untouched.
+is queued before them; on a TLS connection it encrypts them at once and sends the records the
+same way. Anything the socket does not take, and anything on a connection that is not in its
+plain open state, goes through the transport's ``write`` as usual, so ordering, back-pressure
+and producers are untouched.
 """
 from contextlib import contextmanager
 
+from OpenSSL import SSL
 from twisted.internet import tcp
 from twisted.logger import Logger
+from twisted.protocols import tls
 
 _log = Logger()
+#: Plaintext per TLS record (the protocol's maximum); Twisted's TLS transport cuts writes so too.
+_RECORD = 2 ** 14
 
 
 def send_now(transport, data):
@@ -26,7 +31,11 @@ def send_now(transport, data):
 
     A plain TCP connection whose output buffer is empty gets the bytes with one ``send``
     (``writeSomeData``, the method its own ``doWrite`` uses); whatever the socket does not take,
-    and anything on any other transport, is handed to ``transport.write``."""
+    and anything on any other transport, is handed to ``transport.write``. A TLS connection
+    encrypts them now (see ``_encrypt_now``)."""
+    if isinstance(transport, tls.TLSMemoryBIOProtocol):
+        _encrypt_now(transport, data)
+        return
     if (isinstance(transport, tcp.Connection) and transport.connected
             and not transport.disconnecting and not transport._writeDisconnected
             and not transport.dataBuffer and not transport._tempDataBuffer):
@@ -39,6 +48,54 @@ def send_now(transport, data):
             return
         data = data[sent:]
     transport.write(data)
+
+
+def _encrypt_now(transport, data):
+    """Encrypt ``data`` on a TLS connection now and ``send_now`` the records to its socket.
+
+    Twisted's TLS transport holds small writes until the next reactor turn (a ``callLater``
+    per connection) and then hands the records to the socket's buffer, which costs an
+    ``epoll_ctl`` pair and a wake-up per connection per batch: the cost the corked output
+    removes for plain TCP. The frames are coalesced already, so they are encrypted at once.
+    This reads the TLS transport's connection state, so it only runs while that is plain
+    (handshake done, nothing of its own buffered, not closing); any other time, and for any
+    part that OpenSSL does not take (it wants to read first), the transport's own ``write``
+    does the work in its own way, after what was sent here."""
+    conn = getattr(transport, "_tlsConnection", None)
+    aggregator = getattr(transport, "_aggregator", None)
+    if (conn is None or transport.disconnecting or transport.transport is None
+            or getattr(transport, "_lostTLSConnection", True)
+            or getattr(transport, "_appSendBuffer", True)
+            or not getattr(transport, "_handshakeDone", False)
+            or getattr(transport, "_aborted", True)):
+        transport.write(data)
+        return
+    if aggregator is not None:
+        aggregator.flush()  # anything written before, through the usual path, goes first
+    records, sent = [], 0
+    view = memoryview(data)
+    try:
+        while sent < len(data):
+            sent += conn.send(view[sent:sent + _RECORD])
+            _drain(conn, records)
+    except SSL.Error:
+        pass  # WantReadError or worse: the transport's own write retries and handles it
+    if records:
+        send_now(transport.transport, b"".join(records))
+    if sent < len(data):
+        tls.TLSMemoryBIOProtocol.write(transport, bytes(view[sent:]))
+
+
+def _drain(conn, records):
+    """Move what OpenSSL has written to its outgoing memory BIO into ``records``."""
+    while True:
+        try:
+            chunk = conn.bio_read(2 * _RECORD)
+        except SSL.WantReadError:
+            return  # nothing (more) there
+        records.append(chunk)
+        if len(chunk) < 2 * _RECORD:
+            return  # a short read emptied it: no need to be told so by an exception
 
 
 class Coalescer:

@@ -205,3 +205,89 @@ def test_send_now_hands_what_the_socket_refuses_to_the_transport():
     finally:
         transport.loseConnection()
         yield port.stopListening()
+
+
+# send_now on real loopback TLS connections (a real handshake, then application data)
+
+@defer.inlineCallbacks
+def _tls_pair(tmp_path):
+    from twisted.internet import ssl
+
+    from imserver import tls
+
+    cert_path, key_path, _ = tls.ensure(str(tmp_path))
+    with open(key_path, "rb") as k, open(cert_path, "rb") as c:
+        cert = ssl.PrivateCertificate.loadPEM(k.read() + c.read())
+    accepted = defer.Deferred()
+
+    class Server(protocol.Protocol):
+        def dataReceived(self, data):  # the client's first bytes: the handshake is done
+            if not accepted.called:
+                accepted.callback(self.transport)
+
+    port = reactor.listenSSL(0, protocol.Factory.forProtocol(Server), cert.options(),
+                             interface="127.0.0.1")
+    client = Collect()
+    yield protocol.ClientCreator(reactor, lambda: client).connectSSL(
+        "127.0.0.1", port.getHost().port, ssl.CertificateOptions(verify=False))
+    client.transport.write(b"hi")
+    transport = yield accepted
+    return port, transport, client
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_on_tls_encrypts_and_sends_at_once(tmp_path):
+    port, transport, client = yield _tls_pair(tmp_path)
+    try:
+        send_now(transport, b"hello")
+        # No flush left for the next reactor turn, nothing left in the socket's buffer.
+        assert transport._aggregator._scheduled is None
+        assert not transport.transport.dataBuffer and not transport.transport._tempDataBuffer
+        assert (yield client.until(5)) == b"hello"
+    finally:
+        transport.loseConnection()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_on_tls_keeps_order_with_ordinary_writes_around_it(tmp_path):
+    port, transport, client = yield _tls_pair(tmp_path)
+    try:
+        transport.write(b"first,")  # held by Twisted's TLS transport until the next turn
+        send_now(transport, b"second,")
+        transport.write(b"third")
+        assert (yield client.until(18)) == b"first,second,third"
+    finally:
+        transport.loseConnection()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_on_tls_delivers_many_records_to_a_paused_peer(tmp_path):
+    port, transport, client = yield _tls_pair(tmp_path)
+    client.transport.pauseProducing()  # the socket buffers fill up: the rest waits in Twisted
+    try:
+        size = 8 * 1024 * 1024
+        data = b"".join(struct.pack(">I", i) for i in range(size // 4))
+        send_now(transport, data)
+        assert transport.transport._tempDataLen > 0
+        client.transport.resumeProducing()
+        assert (yield client.until(size)) == data
+    finally:
+        transport.loseConnection()
+        yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_send_now_on_a_closing_tls_connection_leaves_it_to_the_transport(tmp_path):
+    port, transport, client = yield _tls_pair(tmp_path)
+    lost = defer.Deferred()
+    client.connectionLost = lambda reason: lost.callback(None)
+    try:
+        transport.write(b"last words")
+        transport.loseConnection()
+        send_now(transport, b" and more")  # after loseConnection: dropped, as write drops it
+        yield lost
+        assert bytes(client.data) == b"last words"
+    finally:
+        yield port.stopListening()
