@@ -44,9 +44,10 @@ class Server:
         """Run a read-only transaction function ``fn(txn, *args)`` on the pool."""
         return self.store.db.run(desc, fn, *args)
 
-    def write(self, fn, *args):
-        """Run a stream-writing function ``fn(txn, positions, *args)`` in the next group commit."""
-        return self.writer.call(fn, *args)
+    def write(self, fn, *args, exclusive=False):
+        """Run a stream-writing function ``fn(txn, positions, *args)`` in the next group commit
+        (``exclusive`` for one that changes friendships: see ``GroupCommitter.call``)."""
+        return self.writer.call(fn, *args, exclusive=exclusive)
 
     def publish(self, events, exclude=None):
         """Push committed stream events, ``[(user_id, event)]``, to their users' devices."""

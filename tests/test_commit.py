@@ -98,11 +98,23 @@ def test_results_go_out_in_batch_order_even_if_a_later_batch_ends_first():
     assert got == [1, 2, 99]
 
 
-def test_no_batch_starts_while_one_with_call_jobs_is_in_flight():
-    # A call (a block, say) may change the friendships a send batch checks before it takes the
-    # lock: the next batch waits for the call's batch to commit instead of overlapping it.
+def test_a_batch_after_one_with_a_plain_call_still_starts_once_that_holds_the_lock():
     reactor, db, writer, got = make()
-    writer.call(lambda txn, positions: positions.take()).addCallback(got.append)
+    writer.call(lambda txn, positions: positions.take()).addCallback(got.append)  # a receipt, say
+    reactor.advance(0)
+    fn, args, d = db.pending.pop(0)
+    groups, on_locked = args
+    on_locked()
+    writer.enqueue("w", 1, got.append)
+    reactor.advance(0)
+    assert len(db.pending) == 1
+
+
+def test_no_batch_starts_while_one_with_an_exclusive_call_is_in_flight():
+    # A block may change the friendships a send batch checks before it takes the lock: the
+    # next batch waits for the block's batch to commit instead of overlapping it.
+    reactor, db, writer, got = make()
+    writer.call(lambda txn, positions: positions.take(), exclusive=True).addCallback(got.append)
     reactor.advance(0)
     fn, args, d = db.pending.pop(0)
     groups, on_locked = args

@@ -215,9 +215,9 @@ async def test_a_failing_result_handler_does_not_keep_others_from_their_results(
         if len(got) == 2:
             done.callback(None)
 
-    writer.enqueue("call", (ok, (1,)), record)
-    writer.enqueue("call", (ok, (1,)), broken)
-    writer.enqueue("call", (ok, (1,)), record)
+    writer.enqueue("call", (ok, (1,), False), record)
+    writer.enqueue("call", (ok, (1,), False), broken)
+    writer.enqueue("call", (ok, (1,), False), record)
     try:
         await done
     finally:

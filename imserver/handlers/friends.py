@@ -18,7 +18,9 @@ def _not_me(ctx, user):
 async def _write(ctx, fn, *args):
     """Run a friends write in the next group commit and publish its events after the commit."""
     server = ctx.server
-    result = await server.write(fn, ctx.user.user_id, *args, server.now_ms())
+    # Exclusive: a send batch checks friendships before it takes the position lock, so none
+    # may overlap a batch that changes them.
+    result = await server.write(fn, ctx.user.user_id, *args, server.now_ms(), exclusive=True)
     events = result[1] if isinstance(result, tuple) else result
     server.publish(events, exclude=ctx.conn)
     return result

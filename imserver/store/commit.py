@@ -70,7 +70,7 @@ class Positions:
 def run_calls(txn, positions, jobs):
     """The batch function for ``GroupCommitter.call`` jobs: each in its own savepoint."""
     results = []
-    for fn, args in jobs:
+    for fn, args, _ in jobs:
         txn.execute("SAVEPOINT job")
         try:
             results.append(fn(txn, positions, *args))
@@ -96,10 +96,10 @@ class GroupCommitter:
     batch before it holds the position lock, so batches take the lock, and so positions, in
     the order they were started, and a client's pipelined writes keep their order; a batch
     whose kinds only read before their first position (``reads_first``) does those reads
-    while the batch before it inserts and commits. A batch with ``call`` jobs (friendship
-    changes, receipts, group changes) may change what those reads see, so no batch starts while
-    one of those is in flight: a send is never checked against friendships older than a block
-    committed before it. Results are handed out in batch order, which is commit order, so
+    while the batch before it inserts and commits. A call made ``exclusive`` (a friendship
+    change) may change what those reads see, so no batch starts while one holding such a call
+    is in flight: a send is never checked against friendships older than a block committed
+    before it. Results are handed out in batch order, which is commit order, so
     pushes leave in position order.
     """
     _log = Logger()
@@ -120,7 +120,7 @@ class GroupCommitter:
         self._in_flight = 0
         self._scheduled = False
         self._unlocked = None  # the newest batch, until it holds the position lock or ends
-        self._calls_in_flight = 0  # batches with "call" jobs started and not yet ended
+        self._exclusive = set()  # the batches in flight that hold an exclusive call
         self._started = 0  # batches started, in order; each batch's number is its index
         self._delivered = 0  # batches whose results have been handed out
         self._finished = {}  # number -> (results or Failure, groups) waiting for earlier batches
@@ -152,13 +152,16 @@ class GroupCommitter:
             self._scheduled = True
             self.reactor.callLater(0, self._start)
 
-    def call(self, fn, *args):
-        """Run ``fn(txn, positions, *args)`` in the next batch; fires with its result."""
-        return self.submit("call", (fn, args))
+    def call(self, fn, *args, exclusive=False):
+        """Run ``fn(txn, positions, *args)`` in the next batch; fires with its result.
+
+        ``exclusive``: ``fn`` may change what a ``reads_first`` kind reads before it takes the
+        position lock (friendships, for sends), so no other batch overlaps the one it runs in."""
+        return self.submit("call", (fn, args, exclusive))
 
     def _can_start(self):
         return (self._in_flight < self.concurrency and self._unlocked is None
-                and not self._calls_in_flight)
+                and not self._exclusive)
 
     def _start(self):
         self._scheduled = False
@@ -170,7 +173,8 @@ class GroupCommitter:
             groups.setdefault(kind, []).append((job, on_result))
         number, self._started = self._started, self._started + 1
         self._in_flight += 1
-        self._calls_in_flight += "call" in groups
+        if any(job[2] for job, _ in groups.get("call", ())):
+            self._exclusive.add(number)
         self.batches += 1
         if self.concurrency > 1:
             self._unlocked = number
@@ -200,7 +204,7 @@ class GroupCommitter:
         # Start the next batch before answering this one: the database works on it (no GIL
         # held while it waits for MariaDB) while this thread sends the replies and pushes.
         self._in_flight -= 1
-        self._calls_in_flight -= "call" in groups
+        self._exclusive.discard(number)
         if self._unlocked == number:
             self._unlocked = None  # it ended without taking the lock (nothing to write, or failed)
         self._finished[number] = (outcome, groups)
