@@ -324,3 +324,27 @@ def test_account_files_are_private(tmp_path):
     assert Account.load(str(tmp_path), "dora").name == "dora@h_1"
     with pytest.raises(LookupError):
         Account.load(str(tmp_path), "nobody")
+
+
+@sqlite_only
+@pytest_twisted.ensureDeferred
+async def test_receipts_move_the_local_markers_both_ways(running, tmp_path):
+    acct, bob = await logged_in_pair(running, tmp_path)
+    client = Client(reactor, Account.load(acct.home), retry=FAST)
+    seen = Recorder(client)
+    await client.start()
+    mine = await client.send(bob.user_id, "did you get this?", client_id="q-1")
+    # Bob's receipts about alice's message reach the client as pushes.
+    await bob.request("mark_delivered", peer=acct.user_id, msg_id=mine["msg_id"])
+    await wait_until(lambda: client.store.receipts(bob.user_id)["delivered_upto"] == mine["msg_id"],
+                     what="the delivered receipt")
+    await bob.request("mark_read", peer=acct.user_id, msg_id=mine["msg_id"])
+    await wait_until(lambda: client.store.receipts(bob.user_id)["read_upto"] == mine["msg_id"],
+                     what="the read receipt")
+    # Alice reads bob's answer: her own marker moves (through her stream), bob's do not.
+    answer = await bob.request("send", to=acct.user_id, body="yes", client_id="a-1")
+    await wait_until(lambda: seen.of("message"), what="bob's answer")
+    await client.mark_read(bob.user_id, answer["msg_id"])
+    assert client.store.receipts(bob.user_id) == {
+        "delivered_upto": mine["msg_id"], "read_upto": mine["msg_id"], "my_read_upto": answer["msg_id"]}
+    await client.close()
