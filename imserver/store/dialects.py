@@ -26,7 +26,8 @@ class Dialect:
         return text
 
     def begin(self, txn):
-        """Open the transaction explicitly (for batches that use savepoints)."""
+        """Start a group-commit batch's transaction, before its first statement (SQLite opens
+        it and takes the write lock; MySQL sets the batch's isolation level)."""
 
     def executemany(self, cursor, sql, rows):
         """Run ``sql`` once per row; returns the number of rows the statements changed."""
