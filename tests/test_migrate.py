@@ -1,0 +1,53 @@
+"""Schema migrations on a database that already holds data, on SQLite and MySQL."""
+import time
+
+import pytest
+
+from imserver.store import dialects
+from imserver.store.migrate import applied_versions, migrate, migrations
+from imserver.store.pool import Txn
+from imserver.store.stream import MESSAGE_COLUMNS, message_event
+
+CLIENT_IDS = ["k", "café-☕", "a" * 64]
+
+
+def _apply_up_to(dialect, last):
+    """What ``migrate`` does, stopping after version ``last``: a database as an older server left it."""
+    conn = dialect.connect()
+    try:
+        applied_versions(conn, dialect)
+        cur = conn.cursor()
+        for version, name, statements in migrations(dialect.name):
+            if version > last:
+                break
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute(dialect.sql("INSERT INTO schema_version (version, name, applied) VALUES (?, ?, ?)"),
+                        (version, name, int(time.time() * 1000)))
+            conn.commit()
+    finally:
+        conn.close()
+
+
+def test_exact_client_ids_keep_the_messages_stored_before(db_url, tmp_path):
+    dialect = dialects.from_url(db_url, str(tmp_path))
+    _apply_up_to(dialect, 5)
+    conn = dialect.connect()
+    try:
+        txn = Txn(conn.cursor(), dialect)
+        for name in ("alice", "bob"):
+            txn.execute("INSERT INTO users (username, password_hash, created) VALUES (?, 'x', 0)", (name,))
+        for pos, client_id in enumerate(CLIENT_IDS, 1):
+            txn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, 1, 2, ?, 'text', ?, NULL, 0)",
+                        (pos, client_id, f"body {pos}"))
+        conn.commit()
+        assert migrate(dialect, log=lambda text: None) == ["0006_client_ids_exact.sql"]
+        rows = txn.all(f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY pos")
+        assert [message_event(row)["client_id"] for row in rows] == CLIENT_IDS
+        # The unique key still holds for the old ids, and now tells "k " from "k".
+        txn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (9, 1, 2, 'k ', 'text', 'b', NULL, 0)")
+        with pytest.raises(dialect.integrity_errors):
+            txn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (10, 1, 2, 'k', 'text', 'c', NULL, 0)")
+        conn.rollback()
+    finally:
+        conn.close()
