@@ -60,6 +60,14 @@ def make():
     return reactor, db, writer, got
 
 
+def _holding_the_lock(db):
+    """The oldest queued batch, taken off the fake database as if its thread now held the
+    position lock (which lets the next batch start): ``(fn, groups, d)``."""
+    fn, (groups, on_locked), d = db.pending.pop(0)
+    on_locked()
+    return fn, groups, d
+
+
 def test_next_batch_starts_only_once_the_one_before_holds_the_lock():
     reactor, db, writer, got = make()
     for i in range(3):
@@ -83,10 +91,8 @@ def test_results_go_out_in_batch_order_even_if_a_later_batch_ends_first():
     for i in range(2):
         writer.enqueue("w", i, got.append)
     reactor.advance(0)
-    fn, args, d = db.pending.pop(0)
     # Batch 0 takes the lock (this is what lets batch 1 start) but does not end yet.
-    groups, on_locked = args
-    on_locked()
+    fn, groups, d = _holding_the_lock(db)
     writer.enqueue("w", 2, got.append)
     reactor.advance(0)
     assert len(db.pending) == 1  # batch 1 started while batch 0 holds the lock
@@ -102,9 +108,7 @@ def test_a_batch_after_one_with_a_plain_call_still_starts_once_that_holds_the_lo
     reactor, db, writer, got = make()
     writer.call(lambda txn, positions: positions.take()).addCallback(got.append)  # a receipt, say
     reactor.advance(0)
-    fn, args, d = db.pending.pop(0)
-    groups, on_locked = args
-    on_locked()
+    _holding_the_lock(db)
     writer.enqueue("w", 1, got.append)
     reactor.advance(0)
     assert len(db.pending) == 1
@@ -116,9 +120,7 @@ def test_no_batch_starts_while_one_with_an_exclusive_call_is_in_flight():
     reactor, db, writer, got = make()
     writer.call(lambda txn, positions: positions.take(), exclusive=True).addCallback(got.append)
     reactor.advance(0)
-    fn, args, d = db.pending.pop(0)
-    groups, on_locked = args
-    on_locked()  # it holds the position lock, which would let a send batch start
+    fn, groups, d = _holding_the_lock(db)  # which would let a send batch start
     writer.enqueue("w", 1, got.append)
     reactor.advance(0)
     assert db.pending == []

@@ -52,14 +52,15 @@ def applied_versions(conn, dialect):
     return {row[0] for row in cur.fetchall()}
 
 
-def migrate(dialect, log=print):
-    """Apply every migration not yet recorded; return the list of names applied."""
+def migrate(dialect, log=print, upto=None):
+    """Apply every migration not yet recorded (up to version ``upto``, if given: a schema as an
+    older release left it); return the list of names applied."""
     conn = dialect.connect()
     try:
         done = applied_versions(conn, dialect)
         applied = []
         for version, name, statements in migrations(dialect.name):
-            if version in done:
+            if version in done or (upto is not None and version > upto):
                 continue
             cur = conn.cursor()
             for statement in statements:
