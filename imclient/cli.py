@@ -6,116 +6,21 @@ turns every command's output into JSON (one document; ``chat`` and ``lan`` print
 object per line).
 """
 import argparse
-import getpass
-import json
 import os
 import sys
-import time
 
 from twisted.internet import defer, error, task
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
+from imclient import cli_chat, cli_files
 from imclient.account import DEFAULT_HOME, Account, KnownServers
+from imclient.cli_common import (
+    DEFAULT_PLAIN_PORT, DEFAULT_TLS_PORT, Fail, Output, message_line, new_account, online_client,
+    open_connection, read_password,
+)
 from imclient.client import Client, NotConnected, SessionEnded
-from imclient.connect import CertificateError, connect
+from imclient.connect import CertificateError
 from imclient.protocol import RemoteError
-
-DEFAULT_TLS_PORT, DEFAULT_PLAIN_PORT = 5801, 5800
-
-
-class Fail(Exception):
-    """A failure to report as one line, with an exit status."""
-
-    def __init__(self, message, status=1):
-        super().__init__(message)
-        self.status = status
-
-
-class Output:
-    """Prints either human text or JSON; ``stream`` is stdout."""
-
-    def __init__(self, as_json, stream=None):
-        self.as_json = as_json
-        self.stream = stream or sys.stdout
-
-    def result(self, data, text):
-        self.line(json.dumps(data, ensure_ascii=False) if self.as_json else text)
-
-    def line(self, text):
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-
-# Helpers shared by the commands.
-def parse_server(text, plain):
-    host, _, port = (text or "").rpartition(":")
-    if not text:
-        return "127.0.0.1", DEFAULT_PLAIN_PORT if plain else DEFAULT_TLS_PORT
-    if not host or not port.isdigit():
-        raise Fail(f"--server wants HOST:PORT, not {text!r}", 2)
-    return host.strip("[]"), int(port)
-
-
-def read_password(prompt="Password: "):
-    """From the terminal without echo, or the first line of stdin when it is not a terminal."""
-    if sys.stdin.isatty():
-        return getpass.getpass(prompt)
-    line = sys.stdin.readline()
-    if not line:
-        raise Fail("no password on stdin")
-    return line.rstrip("\r\n")
-
-
-def new_account(args):
-    host, port = parse_server(args.server, args.plain)
-    return Account(home=args.home, username=args.username.lower(), host=host, port=port,
-                   tls=not args.plain, ca_file=args.ca, fingerprint=args.fingerprint,
-                   device=getattr(args, "device", None))
-
-
-async def open_connection(reactor, account):
-    """A bare connection (for ``register``), with the same TLS trust rules as a Client."""
-    if not account.tls:
-        return await connect(reactor, account.host, account.port)
-    if account.ca_file:
-        with open(account.ca_file, "rb") as f:
-            return await connect(reactor, account.host, account.port, tls=True, ca_pem=f.read())
-    known = KnownServers(account.home)
-    pin = account.fingerprint or known.get(account.host, account.port)
-    proto = await connect(reactor, account.host, account.port, tls=True, fingerprint=pin, tofu=not pin)
-    if not pin:
-        known.remember(account.host, account.port, proto.peer_fingerprint)
-    return proto
-
-
-async def online_client(reactor, args, **kw):
-    """The saved account's Client, online (one connection attempt), or a Fail."""
-    try:
-        account = Account.load(args.home, args.account)
-    except LookupError as e:
-        raise Fail(str(e)) from None
-    client = Client(reactor, account, **kw)
-    try:
-        await client.start(give_up_after=1)
-    except BaseException:
-        await client.close()
-        raise
-    return client
-
-
-def when(ms):
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
-
-
-def name_of(client, user_id):
-    if user_id == client.me:
-        return client.account.username
-    return client.store.username(user_id) or f"#{user_id}"
-
-
-def message_line(client, m):
-    return f"{when(m['ts'])}  {name_of(client, m['from'])}: {m['body']}"
-
 
 # Account commands.
 async def cmd_register(reactor, args, out):
@@ -257,8 +162,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from imclient import cli_chat, cli_files
-
     parser = _Parser(prog="imclient", description=(
         "Parley command-line client. Log in once (the session, the server's address and its "
         "pinned TLS certificate are saved in --home); the other commands use the saved session."))

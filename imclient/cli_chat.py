@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-from imclient.cli import Fail, online_client
+from imclient.cli_common import Fail, online_client
 
 CHAT_HELP = ("commands: /to USER (send text lines to USER), /who (friends), /history [N], "
              "/accept USER, /quit; any other line is a message")

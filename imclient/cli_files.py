@@ -1,15 +1,12 @@
 """``imclient upload|download|drive``: files through the server's transfer engine.
 
-The bytes move through ``imclient.transfer`` (the file engine, being built alongside); until it
-is installed these commands still ask the server, so a server without file support answers
-``unknown_op`` and the command says so in one line and fails. Nothing here pretends to succeed.
-Every transfer is recorded in the local store (path, size, SHA-256) before it starts, so
+The bytes move through ``imclient.transfer``. A server without file support answers
+``unknown_op``, and the command says so in one line and fails. Every transfer is recorded in the local store (path, size, SHA-256) before it starts, so
 ``imclient upload --resume`` can continue what a crash interrupted.
 
 The drive op names (``drive_list``, ``drive_put``, ``drive_get``, ``drive_share``) follow the
 server's naming; docs/protocol.rst does not document the drive yet.
 """
-import hashlib
 import os
 import sys
 import time
@@ -17,28 +14,12 @@ import time
 from tqdm import tqdm
 from twisted.internet import task, threads
 
+from imclient import transfer
 from imclient.account import Account
-from imclient.cli import Fail, online_client
+from imclient.cli_common import Fail, online_client
 from imclient.store import LocalStore
 from imclient.events import format_progress
 from imclient.protocol import RemoteError
-
-
-def _engine():
-    try:
-        from imclient import transfer
-    except ImportError:
-        return None
-    return transfer
-
-
-def file_digest(path):
-    """(size, sha256 hex) of a local file; blocking, so it runs on a thread."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while data := f.read(1 << 20):
-            h.update(data)
-    return os.path.getsize(path), h.hexdigest()
 
 
 class ProgressLine:
@@ -79,7 +60,7 @@ async def upload_file(client, path):
     """Upload one local file, recorded as a transfer; returns the server's file id."""
     if not os.path.isfile(path):
         raise Fail(f"no such file: {path}")
-    size, sha256 = await threads.deferToThread(file_digest, path)
+    size, sha256 = await threads.deferToThread(transfer.file_digest, path)
     name = os.path.basename(path)
     rows = [t for t in client.store.transfers() if t["direction"] == "upload"
             and t["path"] == os.path.abspath(path) and t["sha256"] == sha256]
@@ -94,19 +75,12 @@ async def upload_file(client, path):
 
 
 async def _upload_transfer(client, tid, path, name, size, sha256):
-    engine = _engine()
-    if engine is None:
-        reply = await client.upload_begin(name, size, sha256)  # unknown_op ends it here
-        client.store.transfer_update(tid, upload_id=reply.get("upload"), offset=reply.get("offset", 0),
-                                     updated=int(time.time() * 1000))
-        raise Fail("the server accepted the upload, but this client has no transfer engine "
-                   f"(imclient.transfer) to send the bytes; it is kept as transfer {tid}")
     meter = client.progress_meter(tid, "upload", name, size)
     # The server says how far it has written (an upload_progress push every 4 MiB).
     unsubscribe = client.protocol.subscribe(
         lambda push: meter.update(push["offset"]) if push.get("op") == "upload_progress" else None)
     try:
-        file_id = await engine.upload(client.protocol, path, name=name, size=size, sha256=sha256)
+        file_id = await transfer.upload(client.protocol, path, name=name, size=size, sha256=sha256)
     finally:
         unsubscribe()
     meter.update(size)
@@ -159,12 +133,8 @@ async def cmd_upload(reactor, args, out):
 async def download_file(client, file_id, dest):
     """Download a file by id into ``dest`` (a directory or a path); returns the local path."""
     info = (await client.file_info(file_id))["file"]  # unknown_op ends it here
-    engine = _engine()
-    if engine is None:
-        raise Fail("the server has the file, but this client has no transfer engine "
-                   "(imclient.transfer) to receive it")
     if dest is None or os.path.isdir(dest):
-        dest = os.path.join(dest or ".", engine.safe_name(info.get("name", ""), f"file-{file_id}"))
+        dest = os.path.join(dest or ".", transfer.safe_name(info.get("name", ""), f"file-{file_id}"))
     size = info.get("size", 0)
     tid = client.store.transfer_add("download", os.path.abspath(dest), os.path.basename(dest), size,
                                     info.get("sha256"), int(time.time() * 1000), file_id=file_id)
@@ -172,7 +142,7 @@ async def download_file(client, file_id, dest):
     meter = client.progress_meter(tid, "download", os.path.basename(dest), size, start=offset)
     watch = _watch(client, meter, lambda: os.path.getsize(dest) if os.path.exists(dest) else 0)
     try:
-        await engine.download(client.protocol, file_id, dest, offset=offset)
+        await transfer.download(client.protocol, file_id, dest, offset=offset)
     finally:
         watch.stop()
     meter.update(size)

@@ -3,8 +3,7 @@ that also keep the local store (``friends``, ``history``, ``groups``) or resolve
 
 Each thin wrapper takes the op's fields, positionally in the order listed in ``WRAPPED`` or by
 name, and returns ``request(op, **fields)``: a Deferred firing with the reply dict. Fields left
-out (None) are not sent. The ops of domains still being built (groups, files) are wrapped by
-the names the server registers; anything else goes through ``client.request(op, **fields)``.
+out (None) are not sent; anything else goes through ``client.request(op, **fields)``.
 """
 from twisted.internet import defer
 
@@ -73,7 +72,7 @@ class OpsMixin:
         return reply["friends"]
 
     def groups(self):
-        """The ``groups`` op (the group protocol is being built); the list is kept locally."""
+        """The ``groups`` op; the list is kept locally."""
         def keep(reply):
             self.store.set_groups(reply.get("groups", []))
             return reply.get("groups", [])

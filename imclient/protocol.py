@@ -12,7 +12,18 @@ from twisted.internet.error import ConnectionDone
 from twisted.protocols.basic import Int32StringReceiver
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-_PREFIX = struct.Struct(">I")
+#: The frame structs (docs/protocol.rst, "Frames" and "Binary frames"), the only copy in imclient:
+#: a frame's length prefix; a binary payload's header (mark 0x00, kind, stream id, offset); and
+#: the two packed at once, for the chunk writer's hot path.
+LENGTH = struct.Struct(">I")
+BINARY_HEADER = struct.Struct(">BBQQ")
+PREFIXED_HEADER = struct.Struct(LENGTH.format + BINARY_HEADER.format.lstrip("<>!=@"))
+UPLOAD_CHUNK, DOWNLOAD_DATA = 0x01, 0x02
+
+
+def binary_head(kind, stream, offset, size):
+    """The length prefix and binary header of a frame that carries ``size`` data bytes."""
+    return PREFIXED_HEADER.pack(BINARY_HEADER.size + size, 0, kind, stream, offset)
 
 
 class RemoteError(Exception):
@@ -52,7 +63,7 @@ class ClientProtocol(Int32StringReceiver):
 
     def send_raw(self, payload):
         """Write one frame whose payload is already encoded (JSON or binary)."""
-        self.transport.write(_PREFIX.pack(len(payload)) + payload)
+        self.transport.write(LENGTH.pack(len(payload)) + payload)
 
     def stringReceived(self, payload):
         if payload[:1] == b"\x00":

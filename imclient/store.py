@@ -246,7 +246,7 @@ class LocalStore:
         self.db.execute("DELETE FROM friend_requests WHERE (from_user = ? AND to_user = ?) "
                         "OR (from_user = ? AND to_user = ?)", (a, b, b, a))
 
-    # Groups: what the ``groups`` op last said (the group protocol is still being built).
+    # Groups: what the ``groups`` op last said.
     def set_groups(self, groups):
         with self.batch():
             self.db.execute("DELETE FROM groups")

@@ -8,27 +8,34 @@ side by side. The binary frame layout is in docs/protocol.rst, "Files".
 """
 import hashlib
 import os
-import struct
 
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
-from imclient.protocol import RemoteError
+from imclient.protocol import BINARY_HEADER, DOWNLOAD_DATA, UPLOAD_CHUNK, RemoteError, binary_head
 
-UPLOAD_CHUNK, DOWNLOAD_DATA = 0x01, 0x02
-_HEADER = struct.Struct(">BBQQ")
-_PREFIXED = struct.Struct(">IBBQQ")
 _READ = 1024 * 1024
+
+
+def hash_file(path, length=None):
+    """The SHA-256 object of a local file's first ``length`` bytes (all of it with None);
+    blocking, so big files are hashed on a thread."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while length is None or length > 0:
+            data = f.read(_READ if length is None else min(_READ, length))
+            if not data:
+                break
+            h.update(data)
+            if length is not None:
+                length -= len(data)
+    return h
 
 
 def file_digest(path):
     """(size, sha256 hex) of a local file (blocking: call it on a thread for big files)."""
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while data := f.read(_READ):
-            h.update(data)
-    return os.path.getsize(path), h.hexdigest()
+    return os.path.getsize(path), hash_file(path).hexdigest()
 
 
 def safe_name(name, default="download"):
@@ -63,8 +70,7 @@ class _ChunkSender:
             data = os.pread(fd, min(self.chunk, self.size - self.pos), self.pos)
             if not data:
                 raise OSError("the file got shorter while uploading")
-            transport.writeSequence((_PREFIXED.pack(_HEADER.size + len(data), 0, UPLOAD_CHUNK,
-                                                    self.id, self.pos), data))
+            transport.writeSequence((binary_head(UPLOAD_CHUNK, self.id, self.pos, len(data)), data))
             self.pos += len(data)
         if self.pos >= self.size:
             self.stopProducing()
@@ -181,10 +187,10 @@ def _router(proto):
         sinks = proto._download_sinks = {}
 
         def on_binary(payload):
-            _, kind, stream, offset = _HEADER.unpack_from(payload)
+            _, kind, stream, offset = BINARY_HEADER.unpack_from(payload)
             sink = sinks.get(stream) if kind == DOWNLOAD_DATA else None
             if sink is not None:
-                sink.data(offset, memoryview(payload)[_HEADER.size:])
+                sink.data(offset, memoryview(payload)[BINARY_HEADER.size:])
         proto.on_binary = on_binary
     return sinks
 
@@ -202,7 +208,7 @@ async def _download(proto, file_id, dest, offset, verify):
         os.ftruncate(fd, offset)
         hasher = None
         if verify:
-            hasher = await threads.deferToThread(_hash_prefix, dest, offset)
+            hasher = await threads.deferToThread(hash_file, dest, offset)
         info = await proto.request("download", file=file_id, offset=offset)
         sink = _DownloadSink(fd, offset, info["end"], hasher)
         if info["end"] <= offset:
@@ -219,11 +225,3 @@ async def _download(proto, file_id, dest, offset, verify):
         raise ValueError(f"downloaded file {file_id} does not match its SHA-256")
     return info
 
-
-def _hash_prefix(path, length):
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while length > 0 and (data := f.read(min(_READ, length))):
-            h.update(data)
-            length -= len(data)
-    return h
