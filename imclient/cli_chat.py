@@ -3,7 +3,6 @@
 Both read lines from stdin through ``twisted.internet.stdio.StandardIO`` and print what arrives
 as it arrives. In ``chat``, ``/to USER`` picks who text lines go to; ``/help`` lists the rest.
 """
-import dataclasses
 import json
 import os
 import time
@@ -13,6 +12,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
+from imclient import events as ev
 from imclient.cli_common import Fail, online_client
 
 CHAT_HELP = ("commands: /to USER (send text lines to USER), /who (friends), /history [N], "
@@ -77,9 +77,9 @@ class ChatSession:
         return self.client.store.username(user_id) or f"#{user_id}"
 
     def subscribe(self):
-        for name, text in _CHAT_TEXT.items():
-            self.client.on(name, lambda e, name=name, text=text: self.printer.event(
-                name, e if isinstance(e, dict) else {"message": str(e)}, text(self, e)))
+        for kind, text in _CHAT_TEXT.items():
+            self.client.on(kind, lambda e, text=text: self.printer.event(
+                e.name, e.as_dict(), text(self, e)))
 
     async def line(self, text):
         if not text.strip():
@@ -128,19 +128,27 @@ def _hhmm(ms):
     return time.strftime("%H:%M", time.localtime(ms / 1000))
 
 
-#: event -> its text line in chat mode (None: print nothing, but --json still shows it).
+def _state_line(s, e):
+    if e.state == "acked":
+        return f"(sent #{e.msg_id})"
+    if e.state == "failed":
+        return f"! not sent to {s.name(e.to)}: {e.message} ({e.code})"
+    return None
+
+
+#: event (name or class) -> its text line in chat mode (None: print nothing, but --json still
+#: shows it).
 _CHAT_TEXT = {
-    "message": lambda s, m: f"[{_hhmm(m['ts'])}] {s.name(m['from'])}: {m['body']}",
-    "sent": lambda s, r: f"(sent #{r['msg_id']})",
-    "send_failed": lambda s, r: f"! not sent to {s.name(r['to'])}: {r['message']} ({r['code']})",
-    "friend_request": lambda s, e: None if e["from"] == s.client.me else (
-        f"* {s.name(e['from'])} asks to be your friend: {e.get('greeting', '')} "
-        f"(/accept {e['from']})"),
-    "friend_added": lambda s, e: f"* you and {s.name(e['user'])} are friends",
-    "presence": lambda s, e: f"* {s.name(e['user'])} is {e['status']}",
-    "offline": lambda s, e: "* connection lost; reconnecting",
-    "online": lambda s, e: "* online again",
-    "error": lambda s, e: f"! {e}",
+    ev.MessageEvent: lambda s, m: f"[{_hhmm(m.ts)}] {s.name(m.sender)}: {m.body}",
+    ev.GroupMessageEvent: lambda s, m: f"[{_hhmm(m.ts)}] {s.name(m.sender)} in #{m.group}: {m.body}",
+    ev.MessageState: _state_line,
+    "friend_request": lambda s, e: None if e.from_user == s.client.me else (
+        f"* {s.name(e.from_user)} asks to be your friend: {e.greeting} (/accept {e.from_user})"),
+    "friend_added": lambda s, e: f"* you and {s.name(e.user)} are friends",
+    ev.PresenceEvent: lambda s, e: f"* {s.name(e.user)} is {e.status}",
+    ev.Offline: lambda s, e: "* connection lost; reconnecting",
+    ev.Online: lambda s, e: "* online again",
+    ev.Error: lambda s, e: f"! {e}",
 }
 
 
@@ -182,7 +190,7 @@ async def cmd_lan(reactor, args, out):
         lan_events.MemberLeft: lambda e: f"* {e.nickname} left ({e.reason})",
         lan_events.MemberUnreachable: lambda e: f"* {e.nickname} is unreachable",
     }
-    chat.subscribe(lambda e: printer.event(type(e).__name__, dataclasses.asdict(e),
+    chat.subscribe(lambda e: printer.event(e.name, e.as_dict(),
                                            texts[type(e)](e) if type(e) in texts else None))
     try:
         await chat.start()

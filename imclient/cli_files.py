@@ -39,7 +39,7 @@ class ProgressLine:
         bar = self.bars.get(event.transfer)
         if bar is None:
             bar = self.bars[event.transfer] = tqdm(
-                total=event.total, initial=event.bytes_done, desc=event.name, unit="B",
+                total=event.total, initial=event.bytes_done, desc=event.file_name, unit="B",
                 unit_scale=True, unit_divisor=1024, file=self.stream, leave=True,
                 mininterval=0, miniters=1)  # events come throttled already (ProgressMeter)
         bar.update(event.bytes_done - bar.n)

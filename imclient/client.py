@@ -1,19 +1,19 @@
 """``Client``: one Parley account online, with reconnects, catch-up, an outbox and a local store.
 
-A program makes a ``Client`` for an ``Account``, subscribes to events with ``client.on(name, fn)``
+A program makes a ``Client`` for an ``Account``, subscribes to events with ``client.on(what, fn)``
 and calls ``start()``. The client connects (TLS, pinned on first use, or verified against a CA),
 logs in or resumes its saved session, syncs the stream from the saved position, sends what is
 waiting in the outbox, and goes ``online``. When the connection drops it reconnects with
 exponential backoff (on the injected clock) and does the same again. Every stream event is
 handled once: events whose position was seen are dropped, messages are stored by ``msg_id``.
 
-Events (``client.on``): every stream event by its type (``message``, ``friend_request``,
-``friend_added``, ``friend_removed``, ``friend_rejected``, ``blocked``, ``unblocked``,
-``receipt``, and group events as the server adds them; ``message`` includes what you sent from
-your other devices, and never what this client sent) and the pushes ``presence`` and
-``session_revoked``; and the client's own ``online``, ``offline``, ``reconnecting``, ``pinned``,
-``sent``, ``send_failed``, ``progress`` (a ``ProgressEvent``) and ``error`` (fatal: the client
-has stopped).
+Events (``imclient.events``): every subscriber is called ``fn(event)`` with a frozen record,
+subscribed by class (``MessageEvent``), by name (``"friend_added"``) or ``"*"``. Stream events
+(``MessageEvent`` includes what you sent from your other devices, never what this client sent;
+``ReceiptEvent``, ``FriendEvent``, ``GroupMessageEvent``, ``GroupEvent``), the pushes
+``PresenceEvent`` and ``SessionRevoked``, and the client's own ``Online``, ``Offline``,
+``Reconnecting``, ``Pinned``, ``MessageState``, ``TransferState``, ``TransferProgress`` and
+``Error`` (fatal: the client has stopped).
 """
 import os
 
@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from imclient.account import KnownServers
 from imclient.connect import CertificateError, connect
+from imclient import events as ev
 from imclient.events import Emitter, ProgressMeter
 from imclient.ops import OpsMixin
 from imclient.outbox import NotConnected, OutboxMixin, Queued
@@ -163,8 +164,7 @@ class Client(OpsMixin, OutboxMixin):
         proto = await self._connect(self.reactor, a.host, a.port, **kw)
         if kw.get("tofu"):
             self.known_servers.remember(a.host, a.port, proto.peer_fingerprint)
-            self.events.emit("pinned", {"host": a.host, "port": a.port,
-                                        "fingerprint": self.known_servers.get(a.host, a.port)})
+            self.events.emit(ev.Pinned(a.host, a.port, self.known_servers.get(a.host, a.port)))
         return proto
 
     async def _authenticate(self, proto):
@@ -200,7 +200,7 @@ class Client(OpsMixin, OutboxMixin):
         waiters, self._online_waiters = self._online_waiters, []
         for d in [d for d in waiters if not d.called]:  # a caller may have cancelled its wait
             d.callback(self)
-        self.events.emit("online", {"user_id": self.me, "server": proto.server_info})
+        self.events.emit(ev.Online(self.me, proto.server_info))
 
     def _attempt_failed(self, failure):
         self._attempt_d = None
@@ -219,7 +219,7 @@ class Client(OpsMixin, OutboxMixin):
     def _schedule_retry(self, reason):
         delay = self.retry(self._failures)
         self._failures += 1
-        self.events.emit("reconnecting", {"attempt": self._failures, "delay": delay, "error": reason})
+        self.events.emit(ev.Reconnecting(self._failures, delay, reason))
         self._retry_call = self.clock.callLater(delay, self._attempt)
 
     def _lost(self, proto):
@@ -237,7 +237,7 @@ class Client(OpsMixin, OutboxMixin):
         self._checkpoint_call = None
         if self.online:
             self.online = False
-            self.events.emit("offline", {"reason": reason})
+            self.events.emit(ev.Offline(reason))
 
     def _fatal(self, error):
         self._running = False
@@ -246,7 +246,7 @@ class Client(OpsMixin, OutboxMixin):
         if proto is not None and proto.transport is not None:
             proto.transport.loseConnection()
         self._went_offline(str(error))
-        self.events.emit("error", error)
+        self.events.emit(ev.Error(error))
         self._fail_waiters(error)
 
     def _fail_waiters(self, error):
@@ -291,19 +291,21 @@ class Client(OpsMixin, OutboxMixin):
             return
         op = push.get("op")
         if op is None:
-            self.events.emit("server_error", push.get("error") or push)
+            error = push.get("error") or {}
+            self.events.emit(ev.ServerError(error.get("code", "internal"), error.get("message", ""), push))
         elif op == "session_revoked":
             self.account.token = None
             self.account.save(make_current=False)
-            self.events.emit("session_revoked", push)
+            self.events.emit(ev.SessionRevoked(push.get("session")))
             self._fatal(SessionEnded("this session was ended from another device"))
         elif op == "presence":
             self.presence[push["user"]] = {k: push.get(k) for k in ("online", "status", "text")}
-            self.events.emit("presence", push)
+            self.events.emit(ev.PresenceEvent(push["user"], push.get("online"), push.get("status"),
+                                              push.get("text")))
         elif push.get("pos") is None:
             if op != "friend_request" or self.store.add_request(push["from"], push["to"],
                                                                 push.get("greeting", ""), push.get("ts")):
-                self.events.emit(op, push)
+                self.events.emit(ev.stream_event(push))
         else:
             event = {k: v for k, v in push.items() if k != "op"}
             event["type"] = op
@@ -320,7 +322,7 @@ class Client(OpsMixin, OutboxMixin):
         apply = _APPLY.get(kind)
         if apply is not None:
             apply(self, event)
-        self.events.emit(kind, event)
+        self.events.emit(ev.stream_event(event))
 
     def _ingest_message(self, event):
         new = self.store.add_message(event, self.me)
@@ -373,7 +375,7 @@ class Client(OpsMixin, OutboxMixin):
 
     def progress_meter(self, transfer, direction, name, total, start=0):
         """A ``ProgressMeter`` that emits this client's ``progress`` events."""
-        return ProgressMeter(self.clock, lambda e: self.events.emit("progress", e), transfer,
+        return ProgressMeter(self.clock, self.events.emit, transfer,
                              direction, name, total, start)
 
 

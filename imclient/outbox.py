@@ -9,6 +9,7 @@ import uuid
 
 from twisted.internet import defer
 
+from imclient.events import MessageState
 from imclient.protocol import RemoteError
 
 #: Send errors worth retrying later; any other error code fails the send for good.
@@ -65,7 +66,8 @@ class OutboxMixin:
         waiting = self._waiting.pop(client_id, None)
         if waiting is not None and not waiting.called:  # the caller may have cancelled it
             waiting.callback(reply)
-        self.events.emit("sent", reply)
+        self.events.emit(MessageState(client_id, "acked", to=message["to"], msg_id=reply.get("msg_id"),
+                                      ts=reply.get("ts"), pos=reply.get("pos"), duplicate=duplicate))
 
     def _send_failed(self, row, failure):
         if not failure.check(RemoteError):
@@ -78,8 +80,8 @@ class OutboxMixin:
         waiting = self._waiting.pop(row["client_id"], None)
         if waiting is not None and not waiting.called:
             waiting.errback(failure)
-        self.events.emit("send_failed", {"client_id": row["client_id"], "to": row["to"],
-                                         "code": failure.value.code, "message": failure.value.message})
+        self.events.emit(MessageState(row["client_id"], "failed", to=row["to"],
+                                      code=failure.value.code, message=failure.value.message))
 
     def _resend(self):
         self._resend_call = None

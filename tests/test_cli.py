@@ -308,7 +308,7 @@ def test_progress_line_draws_a_tqdm_bar_on_a_terminal():
     import io
 
     from imclient.cli_files import ProgressLine
-    from imclient.events import ProgressEvent
+    from imclient.events import TransferProgress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -317,12 +317,12 @@ def test_progress_line_draws_a_tqdm_bar_on_a_terminal():
     screen = Terminal()
     line = ProgressLine(screen)
     for done in (0, 512 * 1024, 1024 * 1024):
-        line(ProgressEvent(1, "upload", "big.bin", done, 1024 * 1024, 1024.0, 1.0))
+        line(TransferProgress(1, "upload", "big.bin", done, 1024 * 1024, 1024.0, 1.0))
     text = screen.getvalue()
     assert "big.bin" in text and "100%" in text and "50%" in text
     assert line.bars == {}  # closed when done
     plain = io.StringIO()
     line = ProgressLine(plain)
-    line(ProgressEvent(2, "download", "x.bin", 10, 20, 5.0, 2.0))
-    line(ProgressEvent(2, "download", "x.bin", 20, 20, 5.0, 0.0))
+    line(TransferProgress(2, "download", "x.bin", 10, 20, 5.0, 2.0))
+    line(TransferProgress(2, "download", "x.bin", 20, 20, 5.0, 0.0))
     assert plain.getvalue().count("\n") == 1 and "x.bin" in plain.getvalue()

@@ -10,7 +10,9 @@ from helpers import quiet
 from imclient.account import Account, KnownServers
 from imclient.client import Client, NotConnected, Queued, SessionEnded
 from imclient.connect import CertificateError, PinMismatch, connect
-from imclient.events import ProgressMeter
+from imclient.events import (
+    Error, FriendEvent, MessageEvent, MessageState, Online, Pinned, ProgressMeter, Reconnecting,
+)
 from imserver import tls
 from serverproc import ServerProcess, free_port
 
@@ -32,17 +34,22 @@ def account(tmp_path, username, port, tls_on=False):
 
 
 class Recorder:
-    """Every event a client emits, by name."""
+    """Every event a client emits (``"*"`` subscribers get ``fn(event)`` like any other)."""
 
     def __init__(self, client):
         self.events = []
-        client.on("*", lambda name, event: self.events.append((name, event)))
+        client.on("*", self.events.append)
 
     def of(self, name):
-        return [e for n, e in self.events if n == name]
+        """The events of that name, or of that class."""
+        return [e for e in self.events
+                if (e.name == name if isinstance(name, str) else isinstance(e, name))]
+
+    def acked(self):
+        return [e for e in self.of(MessageState) if e.state == "acked"]
 
     def bodies(self):
-        return [e["body"] for e in self.of("message")]
+        return [e.body for e in self.of(MessageEvent)]
 
 
 @sqlite_only
@@ -54,7 +61,7 @@ async def test_first_certificate_is_pinned_and_a_changed_one_is_refused(running,
     pinned = Recorder(client)
     await client.start()
     assert KnownServers(acct.home).get("127.0.0.1", running.tls_port) == running.fingerprint
-    assert pinned.of("pinned")[0]["fingerprint"] == running.fingerprint
+    assert pinned.of(Pinned)[0].fingerprint == running.fingerprint
     await client.close()
     # The same port now presents another certificate.
     port = running.tls_port
@@ -72,7 +79,7 @@ async def test_first_certificate_is_pinned_and_a_changed_one_is_refused(running,
     with pytest.raises(PinMismatch) as info:
         await again.start()
     assert "CHANGED" in str(info.value) and running.fingerprint in str(info.value)
-    assert errors.of("error") and not again.online
+    assert errors.of(Error) and not again.online
     assert KnownServers(acct.home).get("127.0.0.1", port) == running.fingerprint  # pin kept
     await again.close()
 
@@ -127,12 +134,13 @@ async def test_send_queued_offline_survives_a_client_restart_and_arrives_once(ru
     client = Client(reactor, Account.load(acct.home), retry=FAST)
     seen = Recorder(client)
     await client.start()
-    await wait_until(lambda: seen.of("sent"), what="the queued send to be acknowledged")
+    await wait_until(seen.acked, what="the queued send to be acknowledged")
     await quiet(0.2)
     assert [m["body"] for m in bob_messages] == ["written on a train"]
     assert bob_messages[0]["client_id"] == "train-1"
-    assert client.outbox() == [] and seen.of("sent")[0]["duplicate"] is False
-    assert seen.of("message") == []  # our own message is not reported as incoming
+    assert client.outbox() == [] and seen.acked()[0].duplicate is False
+    assert seen.acked()[0].client_id == "train-1"
+    assert seen.of(MessageEvent) == []  # our own message is not reported as incoming
     history = await bob.request("history", peer=acct.user_id)
     assert [m["body"] for m in history["messages"]] == ["written on a train"]
     await client.close()
@@ -182,7 +190,8 @@ async def test_friend_events_are_reported_once_across_restarts(running, tmp_path
     seen_again = Recorder(again)
     await again.start()
     await quiet(0.2)
-    assert [e["greeting"] for e in seen.of("friend_request")] == ["hi alice"]
+    assert [e.greeting for e in seen.of("friend_request")] == ["hi alice"]
+    assert all(isinstance(e, FriendEvent) for e in seen.of("friend_request"))
     assert seen_again.of("friend_request") == []
     await again.friend_accept(bob.user_id)
     await wait_until(lambda: seen_again.of("friend_added"), what="friend_added")
@@ -206,7 +215,7 @@ async def test_a_revoked_session_stops_the_client_instead_of_reconnecting(runnin
     mine = [s for s in (await other.request("sessions"))["sessions"] if not s["current"]]
     await other.request("session_revoke", session=mine[0]["session"])
     await wait_until(lambda: seen.of("error"), what="the client to stop")
-    assert seen.of("session_revoked") and isinstance(seen.of("error")[0], SessionEnded)
+    assert seen.of("session_revoked") and isinstance(seen.of(Error)[0].error, SessionEnded)
     await quiet(0.3)
     assert not client.online and seen.of("reconnecting") == []
     assert Account.load(client.account.home).token is None
@@ -242,7 +251,7 @@ async def test_reconnect_after_server_restart_loses_and_repeats_nothing(tmp_path
         await client.friend_accept(alice_id)
         for i in range(5):
             await alice.request("send", to=acct.user_id, body=f"m{i}", client_id=f"m{i}")
-        await wait_until(lambda: len(seen.of("message")) == 5, what="five live messages")
+        await wait_until(lambda: len(seen.of(MessageEvent)) == 5, what="five live messages")
         gate[0] = defer.Deferred()
         server.kill()  # SIGKILL mid-conversation
         await wait_until(lambda: seen.of("offline"), what="the client to notice")
@@ -258,10 +267,10 @@ async def test_reconnect_after_server_restart_loses_and_repeats_nothing(tmp_path
         assert client.online
         for i in range(8, 10):  # and these live
             await alice.request("send", to=acct.user_id, body=f"m{i}", client_id=f"m{i}")
-        await wait_until(lambda: len(seen.of("message")) >= 10, what="ten messages")
+        await wait_until(lambda: len(seen.of(MessageEvent)) >= 10, what="ten messages")
         await quiet(0.3)
         assert seen.bodies() == [f"m{i}" for i in range(10)]
-        assert len(seen.of("online")) >= 2 and seen.of("reconnecting")
+        assert len(seen.of(Online)) >= 2 and seen.of(Reconnecting)
         history = (await alice.request("history", peer=acct.user_id))["messages"]
         assert [m["body"] for m in history if m["from"] == acct.user_id] == ["sent while the server was down"]
         # Every message is in the local store, once.
@@ -289,8 +298,8 @@ async def test_backoff_grows_on_the_injected_clock_and_stop_cancels_it(tmp_path)
     seen = Recorder(client)
     started = client.start()
     for _ in range(6):
-        clock.advance(seen.of("reconnecting")[-1]["delay"])
-    assert [e["delay"] for e in seen.of("reconnecting")] == [1, 2, 4, 8, 8, 8, 8]
+        clock.advance(seen.of(Reconnecting)[-1].delay)
+    assert [e.delay for e in seen.of("reconnecting")] == [1, 2, 4, 8, 8, 8, 8]
     assert attempts == [0, 1, 3, 7, 15, 23, 31]
     await client.close()
     assert clock.getDelayedCalls() == []
@@ -343,7 +352,7 @@ async def test_receipts_move_the_local_markers_both_ways(running, tmp_path):
                      what="the read receipt")
     # Alice reads bob's answer: her own marker moves (through her stream), bob's do not.
     answer = await bob.request("send", to=acct.user_id, body="yes", client_id="a-1")
-    await wait_until(lambda: seen.of("message"), what="bob's answer")
+    await wait_until(lambda: seen.of(MessageEvent), what="bob's answer")
     await client.mark_read(bob.user_id, answer["msg_id"])
     assert client.store.receipts(bob.user_id) == {
         "delivered_upto": mine["msg_id"], "read_upto": mine["msg_id"], "my_read_upto": answer["msg_id"]}

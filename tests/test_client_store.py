@@ -8,6 +8,7 @@ from twisted.internet import defer, task
 
 from imclient.account import Account
 from imclient.client import Client
+from imclient.events import MessageEvent
 from imclient.store import LocalStore
 
 
@@ -113,7 +114,7 @@ def scripted_client(tmp_path, events, **replies):
     clock = task.Clock()
     client = Client(clock, acct, clock=clock, connect=connect, retry=lambda attempt: 1.0)
     seen = []
-    client.on("message", lambda m: seen.append(m["body"]))
+    client.on(MessageEvent, lambda m: seen.append(m.body))
     return client, clock, protos, stream, seen
 
 
@@ -154,8 +155,8 @@ def test_a_send_given_up_on_is_still_acknowledged_and_leaves_the_outbox(tmp_path
     d.cancel()  # the caller stops waiting (a CLI timeout) ...
     assert [r["client_id"] for r in client.outbox()] == ["slow-1"]
     sent = []
-    client.on("sent", sent.append)
+    client.on("message_state", sent.append)
     acks[0].callback({"msg_id": 9, "ts": 5, "pos": 9, "duplicate": False})  # ... the ack comes anyway
-    assert client.outbox() == [] and sent[0]["msg_id"] == 9
+    assert client.outbox() == [] and [(e.state, e.msg_id) for e in sent] == [("acked", 9)]
     assert client.store.message(9)["body"] == "slow"
     client.close()

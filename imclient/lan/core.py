@@ -9,8 +9,8 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 from twisted.internet import task
-from twisted.logger import Logger
 
+from imclient.events import Emitter
 from imclient.lan import codec, events, receive
 from imclient.lan.codec import ACK, ANSWER_ME, BYE, DATA, HELLO, Datagram, DatagramError
 from imclient.lan.crypto import AuthenticationFailed
@@ -51,8 +51,6 @@ class _Member:
 class LanCore:
     """One peer of a LAN chat group (see the module docstring)."""
 
-    _log = Logger()
-
     def __init__(self, nickname, clock, sink, rng, box=None, config=Config()):
         if not 0 < len(nickname.encode("utf-8")) <= codec.MAX_NICKNAME:
             raise ValueError(f"nickname must be 1 to {codec.MAX_NICKNAME} bytes of UTF-8")
@@ -66,7 +64,7 @@ class LanCore:
         self._config = config
         self._members = {}
         self._departed = {}  # sender -> (next expected seq, when, said bye)
-        self._subscribers = []
+        self._events = Emitter()
         self._next_seq = 1
         self._queue = deque()
         self._held = {}
@@ -86,10 +84,14 @@ class LanCore:
         """Current members (not including us): ``{sender id hex: nickname}``."""
         return {m.hex(): rec.nickname for m, rec in self._members.items()}
 
+    def on(self, what, callback):
+        """Call ``callback(event)`` for every event matching ``what``: an event class, its name
+        or ``"*"`` (as ``Client.on``); returns a function that unsubscribes."""
+        return self._events.on(what, callback)
+
     def subscribe(self, callback):
         """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        return self._events.on("*", callback)
 
     def start(self):
         self._running = True
@@ -356,11 +358,7 @@ class LanCore:
         self._sink(self._box.seal(data) if self._box is not None else data)
 
     def _publish(self, event):
-        for callback in list(self._subscribers):
-            try:
-                callback(event)
-            except Exception:
-                self._log.failure("LAN chat subscriber failed on {event!r}", event=event)
+        self._events.emit(event)
 
     _HANDLERS = {HELLO: _on_hello, BYE: _on_bye, DATA: _on_data, ACK: _on_ack}
 

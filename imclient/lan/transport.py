@@ -87,6 +87,9 @@ class LanChat:
     def subscribe(self, callback):
         return self.core.subscribe(callback)
 
+    def on(self, what, callback):
+        return self.core.on(what, callback)
+
     def send(self, text):
         return self.core.send(text)
 
