@@ -67,8 +67,8 @@ async def cmd_send(reactor, args, out):
     client = await online_client(reactor, args)
     try:
         to = await client.resolve(args.user)
-        reply = await client.send(to, " ".join(args.text))
-        out.result(reply, f"sent to {args.user} (message {reply['msg_id']})")
+        acked = await client.send(to, " ".join(args.text))
+        out.result(acked.as_dict(), f"sent to {args.user} (message {acked.msg_id})")
     finally:
         await client.close()
 
@@ -84,8 +84,9 @@ async def cmd_history(reactor, args, out):
         peer = await client.resolve(args.user)
         page = await client.history(peer, before=args.before, limit=args.limit)
         messages = list(reversed(page["messages"]))
+        names = await client.store.usernames()
         out.result({"peer": peer, "messages": messages, "more": page["more"]},
-                   "\n".join(message_line(client, m) for m in messages) or "(no messages)")
+                   "\n".join(message_line(client, names, m) for m in messages) or "(no messages)")
     finally:
         await client.close()
 

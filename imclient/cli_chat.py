@@ -72,11 +72,17 @@ class ChatSession:
         self.client, self.printer = client, printer
         self.peer = None  # (name, user id)
         self.pending = set()
+        self.names = {}  # user id -> name, from the local store, kept current by its changes
 
     def name(self, user_id):
-        return self.client.store.username(user_id) or f"#{user_id}"
+        return self.names.get(user_id) or f"#{user_id}"
+
+    async def load_names(self, change=None):
+        if change is None or change.table in ("friends", "users"):
+            self.names = await self.client.store.usernames()
 
     def subscribe(self):
+        self.client.on("store_changed", lambda c: defer.ensureDeferred(self.load_names(c)))
         for kind, text in _CHAT_TEXT.items():
             self.client.on(kind, lambda e, text=text: self.printer.event(
                 e.name, e.as_dict(), text(self, e)))
@@ -159,6 +165,7 @@ async def cmd_chat(reactor, args, out):
     lines.on_line = session.line
     try:
         await client.friends()  # names for the people we hear from
+        await session.load_names()
         session.subscribe()
         stdio.StandardIO(lines, reactor=reactor)
         session.printer.event("online", {"user_id": client.me},

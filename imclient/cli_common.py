@@ -97,11 +97,12 @@ def when(ms):
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
 
 
-def name_of(client, user_id):
+def name_of(client, names, user_id):
+    """A user's name for a line of text (``names``: the local store's ``usernames()``)."""
     if user_id == client.me:
         return client.account.username
-    return client.store.username(user_id) or f"#{user_id}"
+    return names.get(user_id) or f"#{user_id}"
 
 
-def message_line(client, m):
-    return f"{when(m['ts'])}  {name_of(client, m['from'])}: {m['body']}"
+def message_line(client, names, m):
+    return f"{when(m['ts'])}  {name_of(client, names, m['from'])}: {m['body']}"

@@ -62,15 +62,15 @@ async def upload_file(client, path):
         raise Fail(f"no such file: {path}")
     size, sha256 = await threads.deferToThread(transfer.file_digest, path)
     name = os.path.basename(path)
-    rows = [t for t in client.store.transfers() if t["direction"] == "upload"
+    rows = [t for t in await client.store.transfers() if t["direction"] == "upload"
             and t["path"] == os.path.abspath(path) and t["sha256"] == sha256]
-    tid = rows[0]["transfer_id"] if rows else client.store.transfer_add(
+    tid = rows[0]["transfer_id"] if rows else await client.store.transfer_add(
         "upload", os.path.abspath(path), name, size, sha256, int(time.time() * 1000))
     try:
         return await _upload_transfer(client, tid, path, name, size, sha256)
     except RemoteError as e:
         if e.code == "unknown_op":  # nothing began: there is nothing to resume either
-            client.store.transfer_remove(tid)
+            await client.store.transfer_remove(tid)
         raise
 
 
@@ -84,7 +84,7 @@ async def _upload_transfer(client, tid, path, name, size, sha256):
     finally:
         unsubscribe()
     meter.update(size)
-    client.store.transfer_update(tid, file_id=file_id, offset=size, state="done",
+    await client.store.transfer_update(tid, file_id=file_id, offset=size, state="done",
                                  updated=int(time.time() * 1000))
     return file_id
 
@@ -101,8 +101,8 @@ async def cmd_transfers(reactor, args, out):
         for t in rows) or "(no unfinished transfers)")
 
 
-def _offer_resume(client):
-    waiting = [t for t in client.store.transfers() if t["direction"] == "upload"]
+async def _offer_resume(client):
+    waiting = [t for t in await client.store.transfers() if t["direction"] == "upload"]
     if waiting:
         print(f"imclient: {len(waiting)} unfinished upload(s) from before; continue them with "
               "imclient upload --resume", file=sys.stderr)
@@ -114,7 +114,7 @@ async def cmd_upload(reactor, args, out):
     try:
         if args.resume:
             done = []
-            for t in [t for t in client.store.transfers() if t["direction"] == "upload"]:
+            for t in [t for t in await client.store.transfers() if t["direction"] == "upload"]:
                 file_id = await _upload_transfer(client, t["transfer_id"], t["path"], t["name"],
                                                  t["size"], t["sha256"])
                 done.append({"path": t["path"], "file": file_id})
@@ -123,7 +123,7 @@ async def cmd_upload(reactor, args, out):
             return
         if not args.path:
             raise Fail("upload wants a PATH (or --resume)", 2)
-        _offer_resume(client)
+        await _offer_resume(client)
         file_id = await upload_file(client, args.path)
         out.result({"path": args.path, "file": file_id}, f"uploaded {args.path}: file {file_id}")
     finally:
@@ -136,7 +136,7 @@ async def download_file(client, file_id, dest):
     if dest is None or os.path.isdir(dest):
         dest = os.path.join(dest or ".", transfer.safe_name(info.get("name", ""), f"file-{file_id}"))
     size = info.get("size", 0)
-    tid = client.store.transfer_add("download", os.path.abspath(dest), os.path.basename(dest), size,
+    tid = await client.store.transfer_add("download", os.path.abspath(dest), os.path.basename(dest), size,
                                     info.get("sha256"), int(time.time() * 1000), file_id=file_id)
     offset = os.path.getsize(dest) if os.path.exists(dest) and os.path.getsize(dest) < size else 0
     meter = client.progress_meter(tid, "download", os.path.basename(dest), size, start=offset)
@@ -146,7 +146,7 @@ async def download_file(client, file_id, dest):
     finally:
         watch.stop()
     meter.update(size)
-    client.store.transfer_update(tid, offset=size, state="done", updated=int(time.time() * 1000))
+    await client.store.transfer_update(tid, offset=size, state="done", updated=int(time.time() * 1000))
     return dest
 
 

@@ -21,17 +21,19 @@ from twisted.application.internet import backoffPolicy
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from imclient import events as ev
+from imclient import ingest
 from imclient.account import KnownServers
 from imclient.connect import CertificateError, connect
-from imclient import events as ev
-from imclient.events import Emitter, ProgressMeter
+from imclient.events import Emitter, MessageState, ProgressMeter
 from imclient.ops import OpsMixin
-from imclient.outbox import NotConnected, OutboxMixin, Queued
+from imclient.outbox import NotConnected, Outbox, Queued
 from imclient.protocol import RemoteError
-from imclient.store import LocalStore
+from imclient.worker import StoreWorker
 
-#: Ops that add events to our own stream; the server pushes those to our *other* connections
-#: only, so the client syncs after them to see (and store) the result.
+__all__ = ["Client", "NotConnected", "Queued", "SessionEnded"]
+
+#: Ops that add events to our own stream, until their replies carry ``pos`` (see ``_past``).
 STREAM_WRITES = frozenset({"friend_request", "friend_accept", "friend_reject", "friend_remove",
                            "block", "unblock", "friend_alias", "mark_delivered", "mark_read"})
 #: Errors while connecting that no retry will cure.
@@ -42,7 +44,7 @@ class SessionEnded(Exception):
     """The saved session is gone (logged out, revoked, or the token refused): log in again."""
 
 
-class Client(OpsMixin, OutboxMixin):
+class Client(OpsMixin):
     _log = Logger()
 
     def __init__(self, reactor, account, password=None, *, clock=None, retry=None,
@@ -55,10 +57,13 @@ class Client(OpsMixin, OutboxMixin):
         self._connect = connect
         if store is None:
             os.makedirs(account.directory, mode=0o700, exist_ok=True)
-            store = LocalStore(account.store_path)
+            store = StoreWorker(account.store_path, reactor)
         self.store = store
         self.known_servers = KnownServers(account.home)
         self.events = Emitter()
+        store.listen(self.events.emit)  # StoreChanged records reach subscribers too
+        self.outbox = Outbox(store, self._send_wire, self.clock, self.retry, self.events,
+                              lambda: self.me)
         self.checkpoint_delay, self.sync_page, self.client_name = checkpoint_delay, sync_page, client_name
         self.protocol = None
         self.online = False
@@ -67,21 +72,22 @@ class Client(OpsMixin, OutboxMixin):
         self._running = False
         self._give_up_after = None
         self._failures = 0
-        self._attempt_d = self._retry_call = self._checkpoint_call = self._resend_call = None
+        self._attempt_d = self._retry_call = self._checkpoint_call = None
         self._online_waiters = []
-        self._waiting = {}  # client_id -> Deferred of a send made in this process
-        self._inflight = set()
         self._buffer = None  # pushes that arrive while catching up
-        self._catching_up = False
-        self._sync_again = False
+        self._position = 0  # the saved stream position, as last read or written
+        self._syncing = False
+        self._sync_waiters = []
+        self.events.on(MessageState, self._acked_past)
 
     @property
     def me(self):
         return self.account.user_id
 
-    def on(self, name, fn):
-        """Call ``fn(event)`` for every event ``name``; returns a function that unsubscribes."""
-        return self.events.on(name, fn)
+    def on(self, what, fn):
+        """Call ``fn(event)`` for every event matching ``what`` (an ``imclient.events`` class, an
+        event name, or ``"*"``); returns a function that unsubscribes."""
+        return self.events.on(what, fn)
 
     # Connection life.
     def start(self, give_up_after=None):
@@ -112,20 +118,18 @@ class Client(OpsMixin, OutboxMixin):
         proto, self.protocol = self.protocol, None
         self._went_offline("stopped")
         self._fail_waiters(NotConnected("the client was stopped"))
-        waiting, self._waiting = self._waiting, {}
-        for d in [d for d in waiting.values() if not d.called]:
-            d.errback(Queued("not acknowledged yet; kept in the outbox for the next connection"))
+        self.outbox.stop()
         if proto is not None and proto.transport is not None:
             proto.transport.loseConnection()
             return proto.lost
         return defer.succeed(None)
 
     def close(self):
-        """``stop()`` and close the local store."""
-        return self.stop().addBoth(lambda r: self.store.close() or r)
+        """``stop()`` and close the local store (after the jobs queued before)."""
+        return self.stop().addBoth(lambda r: self.store.close().addCallback(lambda _: r))
 
     def _cancel_timers(self):
-        for name in ("_retry_call", "_checkpoint_call", "_resend_call"):
+        for name in ("_retry_call", "_checkpoint_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -138,7 +142,7 @@ class Client(OpsMixin, OutboxMixin):
 
     async def _open(self):
         proto = await self._connect_once()
-        self.protocol, self._buffer, self._inflight = proto, [], set()
+        self.protocol, self._buffer = proto, []
         proto.subscribe(self._on_push)
         proto.lost.addCallback(lambda _: self._lost(proto))
         try:
@@ -196,7 +200,7 @@ class Client(OpsMixin, OutboxMixin):
         buffered, self._buffer = self._buffer or [], None
         for push in buffered:
             self._on_push(push)
-        self._flush_outbox()
+        self.outbox.connected()
         waiters, self._online_waiters = self._online_waiters, []
         for d in [d for d in waiters if not d.called]:  # a caller may have cancelled its wait
             d.callback(self)
@@ -235,6 +239,7 @@ class Client(OpsMixin, OutboxMixin):
         if self._checkpoint_call is not None and self._checkpoint_call.active():
             self._checkpoint_call.cancel()
         self._checkpoint_call = None
+        self.outbox.disconnected()
         if self.online:
             self.online = False
             self.events.emit(ev.Offline(reason))
@@ -254,36 +259,65 @@ class Client(OpsMixin, OutboxMixin):
         for d in [d for d in waiters if not d.called]:
             d.errback(error)
 
-    # The stream: catch-up, pushes, and handling each event once.
+    # The stream: catch-up, pushes, and handling each event once (the rules: imclient.ingest).
     async def _catch_up(self, proto):
-        self._catching_up = True
+        self._syncing = True
         try:
-            since = self.store.position
+            since = await self.store.position()
             while True:
                 page = await proto.request("sync", since=since, limit=self.sync_page)
-                with self.store.batch():
-                    for event in page["events"]:
-                        self._ingest(event)
-                    since = page["next"]
-                    self.store.set_position(since)
+                self._emit_all(await self.store.run(ingest.apply_page, page["events"],
+                                                    page["next"], self.me))
+                since = self._position = page["next"]
                 if not page["more"]:
                     return
         finally:
-            self._catching_up = False
+            self._syncing = False
+
+    def _sync_soon(self):
+        """A Deferred firing once a sync that starts after this call has finished (it fires
+        with None either way: a failed sync is logged, and the next checkpoint repairs it)."""
+        d = defer.Deferred()
+        self._sync_waiters.append(d)
+        if not self._syncing:
+            self._run_sync()
+        return d
+
+    def _run_sync(self):
+        waiters, self._sync_waiters = self._sync_waiters, []
+        if not self.online or self.protocol is None:
+            for d in waiters:
+                d.callback(None)
+            return
+        done = defer.ensureDeferred(self._catch_up(self.protocol))
+        done.addErrback(lambda f: self._log.debug("sync failed: {f}", f=f.getErrorMessage()))
+
+        def finished(_):
+            for d in waiters:
+                d.callback(None)
+            if self._sync_waiters:
+                self._run_sync()
+        done.addCallback(finished)
 
     def _checkpoint(self):
         """Sync now and then while online: it advances the saved position and repairs any gap."""
         self._checkpoint_call = None
-        if not self.online:
-            return None
-        if self._catching_up:
-            self._sync_again = True
-            return None
-        self._sync_again = False
-        d = defer.ensureDeferred(self._catch_up(self.protocol))
-        d.addErrback(lambda f: self._log.debug("checkpoint sync failed: {f}", f=f.getErrorMessage()))
-        d.addCallback(lambda _: self._sync_again and self._checkpoint())
-        return d
+        if self.online:
+            self._sync_soon()
+
+    def _past(self, reply):
+        """The stream-write rule: a reply carrying a ``pos`` past the saved position wrote to
+        our own stream, which the server pushes to our *other* connections only; so sync past
+        it before the reply is handed on (the store then holds what the op did)."""
+        pos = reply.get("pos") if isinstance(reply, dict) else None
+        if not isinstance(pos, int) or pos <= self._position:
+            return reply
+        return self._sync_soon().addCallback(lambda _: reply)
+
+    def _acked_past(self, state):
+        # A send's ack already stored the message; the sync moves the position past it.
+        if state.state == "acked" and state.pos is not None and state.pos > self._position:
+            self._sync_soon()
 
     def _on_push(self, push):
         if self._buffer is not None:
@@ -292,7 +326,8 @@ class Client(OpsMixin, OutboxMixin):
         op = push.get("op")
         if op is None:
             error = push.get("error") or {}
-            self.events.emit(ev.ServerError(error.get("code", "internal"), error.get("message", ""), push))
+            self.events.emit(ev.ServerError(error.get("code", "internal"), error.get("message", ""),
+                                            push))
         elif op == "session_revoked":
             self.account.token = None
             self.account.save(make_current=False)
@@ -303,59 +338,17 @@ class Client(OpsMixin, OutboxMixin):
             self.events.emit(ev.PresenceEvent(push["user"], push.get("online"), push.get("status"),
                                               push.get("text")))
         elif push.get("pos") is None:
-            if op != "friend_request" or self.store.add_request(push["from"], push["to"],
-                                                                push.get("greeting", ""), push.get("ts")):
-                self.events.emit(ev.stream_event(push))
+            if op == "friend_request":
+                self.store.run(ingest.pending_request, push).addCallback(self._emit_all)
         else:
-            event = {k: v for k, v in push.items() if k != "op"}
-            event["type"] = op
-            self._ingest(event)
+            self.store.run(ingest.apply_event, push, self.me).addCallback(self._emit_all)
             if self._checkpoint_call is None and self.online:
                 self._checkpoint_call = self.clock.callLater(self.checkpoint_delay, self._checkpoint)
 
-    def _ingest(self, event):
-        if not self.store.first_sight(event["pos"]):
-            return
-        kind = event["type"]
-        if kind == "message" and not self._ingest_message(event):
-            return
-        apply = _APPLY.get(kind)
-        if apply is not None:
-            apply(self, event)
-        self.events.emit(ev.stream_event(event))
-
-    def _ingest_message(self, event):
-        new = self.store.add_message(event, self.me)
-        if event["from"] == self.me and event.get("client_id") in self._outbox_ids():
-            self._acked(event["client_id"], event, duplicate=True)
-            return False
-        return new
-
-    def _outbox_ids(self):
-        return {row["client_id"] for row in self.store.outbox()}
-
-    def _on_receipt(self, event):
-        if event["reader"] == self.me:
-            if event["kind"] == "read":
-                self.store.receipt(event["peer"], "my_read_upto", event["msg_id"])
-        else:
-            column = "read_upto" if event["kind"] == "read" else "delivered_upto"
-            self.store.receipt(event["reader"], column, event["msg_id"])
-            if event["kind"] == "read":
-                self.store.receipt(event["reader"], "delivered_upto", event["msg_id"])
-
-    def _on_friend_event(self, event):
-        kind, other = event["type"], event.get("user")
-        if kind == "friend_request":
-            self.store.add_request(event["from"], event["to"], event.get("greeting", ""), event.get("ts"))
-            return
-        self.store.drop_requests(self.me, other)
-        if kind == "friend_added":
-            self.store.add_friend(other)
-        elif kind in ("friend_removed", "blocked"):
-            self.store.remove_friend(other)
-        elif kind == "friend_alias":
-            self.store.set_alias(other, event["alias"])
+    def _emit_all(self, records):
+        for record in records:
+            self.events.emit(record)
+        return records
 
     # Requests.
     def request(self, op, **fields):
@@ -364,27 +357,31 @@ class Client(OpsMixin, OutboxMixin):
         self.stats[op] = self.stats.get(op, 0) + 1
         if not self.online or self.protocol is None:
             return defer.fail(NotConnected(f"not connected to {self.account.host}:{self.account.port}"))
-        d = self.protocol.request(op, **fields)
+        d = self.protocol.request(op, **fields).addCallback(self._past)
         if op in STREAM_WRITES:
-            d.addCallback(self._then_sync)
+            d.addCallback(lambda reply: self._sync_soon().addCallback(lambda _: reply))
         return d
 
-    def _then_sync(self, reply):
-        synced = self._checkpoint()
-        return reply if synced is None else synced.addCallback(lambda _: reply)
+    def _send_wire(self, row):
+        """The outbox's way out: one queued send as a ``send`` or ``group_send`` request."""
+        if not self.online or self.protocol is None:
+            return defer.fail(NotConnected("offline"))
+        fields = dict(row["extra"], body=row["body"], client_id=row["client_id"])
+        op = "group_send" if row["group"] is not None else "send"
+        fields.update({"group": row["group"]} if row["group"] is not None else {"to": row["to"]})
+        self.stats[op] = self.stats.get(op, 0) + 1
+        return self.protocol.request(op, **fields)
+
+    def send(self, to, body, client_id=None, file=None):
+        """Send a 1:1 message through the outbox (see ``Outbox.add``); ``file`` is a file
+        reference ``{"id", "kind", "duration"?}`` (docs/protocol.rst)."""
+        return self.outbox.add(to=to, body=body, client_id=client_id,
+                                extra={"file": file} if file else None)
+
+    def message_state(self, client_id, group=None):
+        """The state of a message I sent (``imclient.events.MESSAGE_STATES``), a Deferred."""
+        return self.store.message_state(client_id, group)
 
     def progress_meter(self, transfer, direction, name, total, start=0):
-        """A ``ProgressMeter`` that emits this client's ``progress`` events."""
-        return ProgressMeter(self.clock, self.events.emit, transfer,
-                             direction, name, total, start)
-
-
-_APPLY = {
-    "receipt": Client._on_receipt,
-    "friend_request": Client._on_friend_event,
-    "friend_added": Client._on_friend_event,
-    "friend_removed": Client._on_friend_event,
-    "friend_rejected": Client._on_friend_event,
-    "blocked": Client._on_friend_event,
-    "friend_alias": Client._on_friend_event,
-}
+        """A ``ProgressMeter`` that emits this client's ``TransferProgress`` events."""
+        return ProgressMeter(self.clock, self.events.emit, transfer, direction, name, total, start)

@@ -1,14 +1,25 @@
-"""Sending: the outbox of a ``Client``. It survives drops and restarts, and the server dedupes.
+"""``Outbox``: sends that survive drops and restarts, 1:1 and group alike; the server dedupes.
 
-Every ``send`` is first written to the local store's outbox with a fresh client id; it is sent
-now if online, else on the next connection (pipelined, in the order made), and removed only when
-the server acknowledges it, so a message is neither lost nor stored twice.
+Every send is first written to the local store's outbox with a fresh client id (``queued``); it
+goes out now if the client is online, else on the next connection (pipelined, in the order made;
+``sent``), and leaves the outbox only when the server acknowledges it (``acked``), so a message is
+neither lost nor stored twice. A refusal no retry cures ends it as ``failed`` (kept in the store,
+listed by ``failed()``). Transient refusals are retried with the client's backoff, and never
+sooner than the ``retry_after`` a ``rate_limited`` error asks for.
+
+The outbox is its own part: it holds its own state and is given the store (a ``StoreWorker``), a
+``send(row)`` function that puts one send on the wire (returning the reply's Deferred), the clock,
+the retry policy, the client's ``Emitter`` and a function answering the user id. Each change of
+a message's state is a ``MessageState`` record on that emitter; the outbox settles the Deferred
+of a send from those records too, so an ack seen in the stream (a reply lost with its
+connection) counts like a reply.
 """
 import time
 import uuid
 
 from twisted.internet import defer
 
+from imclient import ingest
 from imclient.events import MessageState
 from imclient.protocol import RemoteError
 
@@ -17,7 +28,7 @@ TRANSIENT = frozenset({"unavailable", "rate_limited", "internal", "not_authentic
 
 
 class NotConnected(Exception):
-    """The client is offline; only ``send`` queues, other requests fail with this."""
+    """The client is offline; only sends queue, other requests fail with this."""
 
 
 class Queued(NotConnected):
@@ -25,69 +36,122 @@ class Queued(NotConnected):
     goes out (with the same client id) the next time a Client for this account is online."""
 
 
-class OutboxMixin:
-    """Needs ``store``, ``protocol``, ``online``, ``me``, ``clock``, ``retry``, ``events`` and the
-    ``_waiting``/``_inflight``/``_resend_call`` attributes from the Client it is mixed into."""
+class Outbox:
+    def __init__(self, store, send, clock, retry, events, me):
+        self.store, self._send, self.clock, self.retry = store, send, clock, retry
+        self.events, self._me = events, me
+        self.online = False
+        self._waiting = {}  # (client_id, group) -> Deferred of a send made in this process
+        self._inflight = set()
+        self._resend_call = None
+        self._attempts = 0
+        events.on(MessageState, self._settle)
 
-    def send(self, to, body, client_id=None):
-        """Send a message; fires with the ``send`` reply once the server has it (after reconnects,
-        if need be), or fails with ``RemoteError`` for a refusal no retry cures, or with
-        ``Queued`` if the client is stopped first (the message stays in the outbox)."""
+    def add(self, to=None, body="", client_id=None, group=None, extra=None):
+        """Queue a send (``to`` a user, or ``group``); a Deferred firing with its ``acked``
+        ``MessageState`` once the server has it (after reconnects, if need be), failing with
+        ``RemoteError`` for a refusal no retry cures, or with ``Queued`` if the client stops
+        first (the message stays in the outbox)."""
         client_id = client_id or uuid.uuid4().hex
-        self.store.outbox_add(client_id, to, body, int(time.time() * 1000))
-        d = self._waiting.setdefault(client_id, defer.Deferred())
-        if self.online:
-            self._send_one({"client_id": client_id, "to": to, "body": body})
+        key = (client_id, group)
+        d = self._waiting.setdefault(key, defer.Deferred())
+        job = self.store.run(ingest.queue, client_id, to, group, body, extra or {},
+                             int(time.time() * 1000))
+        job.addCallback(self._emit_all)
+        job.addCallback(lambda _: self.online and self.flush())
+        job.addErrback(self._fail_waiter, key)
         return d
 
-    def _flush_outbox(self):
-        for row in self.store.outbox():
-            self._send_one(row)
+    def pending(self):
+        """Sends not yet acknowledged, oldest first (a Deferred)."""
+        return self.store.outbox()
+
+    def failed(self):
+        """Sends the server refused for good, with their ``error`` (a Deferred)."""
+        return self.store.outbox(failed=True)
+
+    # The connection's life, told by the client.
+    def connected(self):
+        self.online = True
+        self._inflight = set()
+        return self.flush()
+
+    def disconnected(self):
+        self.online = False
+        self._inflight = set()
+        self._cancel_resend()
+
+    def stop(self):
+        """The client stops: every waiting send fails with ``Queued`` (it stays queued)."""
+        self.disconnected()
+        waiting, self._waiting = self._waiting, {}
+        for d in [d for d in waiting.values() if not d.called]:
+            d.errback(Queued("not acknowledged yet; kept in the outbox for the next connection"))
+
+    def flush(self):
+        """Send what waits (pipelined, oldest first); a Deferred firing once it is written."""
+        return self.store.outbox().addCallback(lambda rows: [self._send_one(r) for r in rows])
 
     def _send_one(self, row):
-        if row["client_id"] in self._inflight:
+        key = (row["client_id"], row["group"])
+        if key in self._inflight or not self.online:
             return
-        self._inflight.add(row["client_id"])
-        d = self.protocol.request("send", to=row["to"], body=row["body"], client_id=row["client_id"])
-        d.addCallbacks(lambda reply: self._acked(row["client_id"], dict(
-            reply, **{"from": self.me, "to": row["to"], "body": row["body"], "kind": "text",
-                      "client_id": row["client_id"]}), reply["duplicate"]),
-                       lambda f: self._send_failed(row, f))
-        d.addBoth(lambda r: self._inflight.discard(row["client_id"]))
+        self._inflight.add(key)
+        d = self._send(row)
+        self.store.run(ingest.written, row).addCallback(self._emit_all)
+        d.addCallbacks(lambda reply: self._acked(row, reply), lambda f: self._refused(row, f))
+        d.addBoth(lambda r: self._inflight.discard(key))
 
-    def _acked(self, client_id, message, duplicate):
-        with self.store.batch():
-            self.store.add_message(message, self.me)
-            removed = self.store.outbox_remove(client_id)
-        if not removed:
-            return
-        reply = {k: message[k] for k in ("msg_id", "ts", "pos") if k in message}
-        reply.update(duplicate=duplicate, client_id=client_id, to=message["to"])
-        waiting = self._waiting.pop(client_id, None)
-        if waiting is not None and not waiting.called:  # the caller may have cancelled it
-            waiting.callback(reply)
-        self.events.emit(MessageState(client_id, "acked", to=message["to"], msg_id=reply.get("msg_id"),
-                                      ts=reply.get("ts"), pos=reply.get("pos"), duplicate=duplicate))
+    def _acked(self, row, reply):
+        self._attempts = 0
+        return self.store.run(ingest.acked, row, reply, self._me()).addCallback(self._emit_all)
 
-    def _send_failed(self, row, failure):
+    def _refused(self, row, failure):
         if not failure.check(RemoteError):
-            return  # the connection dropped: it stays in the outbox for the next connection
-        if failure.value.code in TRANSIENT:
-            if self._resend_call is None:
-                self._resend_call = self.clock.callLater(self.retry(1), self._resend)
-            return
-        self.store.outbox_remove(row["client_id"])
-        waiting = self._waiting.pop(row["client_id"], None)
-        if waiting is not None and not waiting.called:
-            waiting.errback(failure)
-        self.events.emit(MessageState(row["client_id"], "failed", to=row["to"],
-                                      code=failure.value.code, message=failure.value.message))
+            return None  # the connection dropped: it stays in the outbox for the next connection
+        error = failure.value
+        if error.code in TRANSIENT:
+            self._attempts += 1
+            delay = max(self.retry(self._attempts), float(error.error.get("retry_after") or 0))
+            self._schedule_resend(delay)
+            return None
+        return self.store.run(ingest.failed, row, error.code, error.message).addCallback(
+            self._emit_all)
+
+    def _schedule_resend(self, delay):
+        if self._resend_call is not None and self._resend_call.active():
+            if self._resend_call.getTime() >= self.clock.seconds() + delay:
+                return
+            self._resend_call.cancel()
+        self._resend_call = self.clock.callLater(delay, self._resend)
 
     def _resend(self):
         self._resend_call = None
         if self.online:
-            self._flush_outbox()
+            self.flush()
 
-    def outbox(self):
-        """Sends not yet acknowledged by the server, oldest first."""
-        return self.store.outbox()
+    def _cancel_resend(self):
+        if self._resend_call is not None and self._resend_call.active():
+            self._resend_call.cancel()
+        self._resend_call = None
+
+    def _emit_all(self, records):
+        for record in records:
+            self.events.emit(record)
+        return records
+
+    def _settle(self, state):
+        if state.state not in ("acked", "failed"):
+            return
+        waiting = self._waiting.pop((state.client_id, state.group), None)
+        if waiting is None or waiting.called:  # the caller may have cancelled it
+            return
+        if state.state == "acked":
+            waiting.callback(state)
+        else:
+            waiting.errback(RemoteError(state.code, state.message))
+
+    def _fail_waiter(self, failure, key):
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None and not waiting.called:
+            waiting.errback(failure)

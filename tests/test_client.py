@@ -21,8 +21,12 @@ FAST = backoffPolicy(initialDelay=0.05, maxDelay=0.5, factor=2.0, jitter=lambda:
 
 
 async def wait_until(predicate, timeout=10.0, what="condition"):
+    """Poll ``predicate()`` (a value or a Deferred of one, e.g. a store read) until it is true."""
     for _ in range(int(timeout / 0.02)):
-        if predicate():
+        result = predicate()
+        if isinstance(result, defer.Deferred):
+            result = await result
+        if result:
             return
         await task.deferLater(reactor, 0.02, lambda: None)
     raise AssertionError(f"timed out waiting for {what}")
@@ -123,7 +127,8 @@ async def test_send_queued_offline_survives_a_client_restart_and_arrives_once(ru
     acct, bob = await logged_in_pair(running, tmp_path)
     offline = Client(reactor, Account.load(acct.home), retry=FAST)
     d = offline.send(bob.user_id, "written on a train", client_id="train-1")
-    assert not d.called and [m["body"] for m in offline.outbox()] == ["written on a train"]
+    assert [m["body"] for m in await offline.outbox.pending()] == ["written on a train"]
+    assert not d.called and await offline.message_state("train-1") == "queued"
     with pytest.raises(NotConnected):
         await offline.request("friends")
     await offline.close()  # the program exits with the message still queued
@@ -138,7 +143,8 @@ async def test_send_queued_offline_survives_a_client_restart_and_arrives_once(ru
     await quiet(0.2)
     assert [m["body"] for m in bob_messages] == ["written on a train"]
     assert bob_messages[0]["client_id"] == "train-1"
-    assert client.outbox() == [] and seen.acked()[0].duplicate is False
+    assert await client.outbox.pending() == [] and seen.acked()[0].duplicate is False
+    assert await client.message_state("train-1") == "acked"
     assert seen.acked()[0].client_id == "train-1"
     assert seen.of(MessageEvent) == []  # our own message is not reported as incoming
     history = await bob.request("history", peer=acct.user_id)
@@ -158,7 +164,7 @@ async def test_local_store_serves_history_without_asking_again(running, tmp_path
     assert [m["body"] for m in page["messages"]] == ["h5", "h4", "h3", "h2"]
     assert page["fetched"] == 0 and "history" not in client.stats
     # Drop all but the newest two locally: the rest is fetched once, then served locally.
-    assert client.store.prune(bob.user_id, keep=2) == 4
+    assert await client.store.prune(bob.user_id, keep=2) == 4
     page = await client.history(bob.user_id, limit=5)
     assert [m["body"] for m in page["messages"]] == ["h5", "h4", "h3", "h2", "h1"]
     assert page["fetched"] == 3 and client.stats["history"] == 1
@@ -170,7 +176,7 @@ async def test_local_store_serves_history_without_asking_again(running, tmp_path
     await client.stop()
     offline = await client.history(bob.user_id, before=page["messages"][1]["msg_id"], limit=2)
     assert [m["body"] for m in offline["messages"]] == ["h3", "h2"]
-    client.store.close()
+    await client.store.close()
 
 
 @sqlite_only
@@ -199,7 +205,7 @@ async def test_friend_events_are_reported_once_across_restarts(running, tmp_path
     # Bob was online before this client connected: the friend list says so, with no push.
     assert again.presence[bob.user_id]["online"] is True
     await again.friend_alias(bob.user_id, "Bobby")
-    assert [f["alias"] for f in again.store.friends()] == ["Bobby"]
+    assert [f["alias"] for f in await again.store.friends()] == ["Bobby"]
     await again.close()
 
 
@@ -342,18 +348,22 @@ async def test_receipts_move_the_local_markers_both_ways(running, tmp_path):
     client = Client(reactor, Account.load(acct.home), retry=FAST)
     seen = Recorder(client)
     await client.start()
-    mine = await client.send(bob.user_id, "did you get this?", client_id="q-1")
+    mine = (await client.send(bob.user_id, "did you get this?", client_id="q-1")).as_dict()
     # Bob's receipts about alice's message reach the client as pushes.
     await bob.request("mark_delivered", peer=acct.user_id, msg_id=mine["msg_id"])
-    await wait_until(lambda: client.store.receipts(bob.user_id)["delivered_upto"] == mine["msg_id"],
-                     what="the delivered receipt")
+    await wait_until(lambda: client.store.receipts(bob.user_id).addCallback(
+        lambda r: r["delivered_upto"] == mine["msg_id"]), what="the delivered receipt")
+    await wait_until(lambda: client.message_state("q-1").addCallback(lambda s: s == "delivered"),
+                     what="the message's state to follow")
     await bob.request("mark_read", peer=acct.user_id, msg_id=mine["msg_id"])
-    await wait_until(lambda: client.store.receipts(bob.user_id)["read_upto"] == mine["msg_id"],
-                     what="the read receipt")
+    await wait_until(lambda: client.store.receipts(bob.user_id).addCallback(
+        lambda r: r["read_upto"] == mine["msg_id"]), what="the read receipt")
+    assert [(e.client_id, e.state) for e in seen.of(MessageState)] == [
+        ("q-1", "queued"), ("q-1", "sent"), ("q-1", "acked"), ("q-1", "delivered"), ("q-1", "read")]
     # Alice reads bob's answer: her own marker moves (through her stream), bob's do not.
     answer = await bob.request("send", to=acct.user_id, body="yes", client_id="a-1")
     await wait_until(lambda: seen.of(MessageEvent), what="bob's answer")
     await client.mark_read(bob.user_id, answer["msg_id"])
-    assert client.store.receipts(bob.user_id) == {
+    assert await client.store.receipts(bob.user_id) == {
         "delivered_upto": mine["msg_id"], "read_upto": mine["msg_id"], "my_read_upto": answer["msg_id"]}
     await client.close()

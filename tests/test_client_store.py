@@ -3,13 +3,27 @@
 The Client runs here on a scripted protocol (replies and pushes chosen by the test) and a
 ``task.Clock``, so the dedupe and catch-up rules are checked exactly and fast.
 """
+import os
+
 import pytest
 from twisted.internet import defer, task
+from twisted.python import failure
 
 from imclient.account import Account
 from imclient.client import Client
 from imclient.events import MessageEvent
 from imclient.store import LocalStore
+from imclient.worker import StoreWorker
+
+
+def now(d):
+    """The result of a Deferred that has fired already (the inline store answers at once)."""
+    assert d.called, d
+    result = d.result
+    if isinstance(result, failure.Failure):
+        d.addErrback(lambda f: None)  # raised here, so handled
+        result.raiseException()
+    return result
 
 
 def message(pos, sender, recipient, body, client_id=None):
@@ -112,7 +126,9 @@ def scripted_client(tmp_path, events, **replies):
     acct = Account(home=str(tmp_path), username="me", host="h", port=1, tls=False, user_id=me,
                    token="t")
     clock = task.Clock()
-    client = Client(clock, acct, clock=clock, connect=connect, retry=lambda attempt: 1.0)
+    os.makedirs(acct.directory)
+    store = StoreWorker(acct.store_path, threaded=False)  # every job at once: the Clock drives all
+    client = Client(clock, acct, clock=clock, connect=connect, retry=lambda attempt: 1.0, store=store)
     seen = []
     client.on(MessageEvent, lambda m: seen.append(m.body))
     return client, clock, protos, stream, seen
@@ -128,7 +144,7 @@ def test_each_message_is_reported_once_across_pushes_syncs_and_reconnects(tmp_pa
     protos[0].push({"op": "message", **{k: v for k, v in live.items() if k != "type"}})
     assert seen == ["before we started", "live"]
     clock.advance(client.checkpoint_delay)  # the checkpoint sync sees it again: no repeat
-    assert seen == ["before we started", "live"] and client.store.position == 5
+    assert seen == ["before we started", "live"] and now(client.store.position()) == 5
     protos[0].push({"op": "message", **{k: v for k, v in live.items() if k != "type"}})
     stream["events"].append(message(8, 2, 1, "while away"))
     protos[0].loseConnection()
@@ -153,10 +169,10 @@ def test_a_send_given_up_on_is_still_acknowledged_and_leaves_the_outbox(tmp_path
     d = client.send(2, "slow", client_id="slow-1")
     d.addErrback(lambda f: f.trap(defer.CancelledError))
     d.cancel()  # the caller stops waiting (a CLI timeout) ...
-    assert [r["client_id"] for r in client.outbox()] == ["slow-1"]
+    assert [r["client_id"] for r in now(client.outbox.pending())] == ["slow-1"]
     sent = []
     client.on("message_state", sent.append)
     acks[0].callback({"msg_id": 9, "ts": 5, "pos": 9, "duplicate": False})  # ... the ack comes anyway
-    assert client.outbox() == [] and [(e.state, e.msg_id) for e in sent] == [("acked", 9)]
-    assert client.store.message(9)["body"] == "slow"
+    assert now(client.outbox.pending()) == [] and [(e.state, e.msg_id) for e in sent] == [("acked", 9)]
+    assert now(client.store.message(9))["body"] == "slow"
     client.close()
