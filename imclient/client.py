@@ -348,6 +348,7 @@ class Client(OpsMixin):
     def _emit_all(self, records):
         for record in records:
             self.events.emit(record)
+        self.outbox.settle(records)
         return records
 
     # Requests.

@@ -38,11 +38,24 @@ def pending_request(store, push):
 
 
 def queue(store, client_id, to, group, body, extra, now):
-    """A new send into the outbox; its ``queued`` record (nothing if that client id is queued)."""
-    if store.message_state(client_id, group) is not None:
+    """A new send into the outbox: its ``queued`` record. A client id used before is the same
+    send: nothing new while it waits; its ``acked`` (a duplicate) or ``failed`` record again
+    if it has ended, so its caller hears how."""
+    state = store.message_state(client_id, group)
+    if state is None:
+        store.outbox_add(client_id, to, body, now, group=group, extra=extra)
+        return [MessageState(client_id, "queued", to=to, group=group)]
+    if state == "failed":
+        [row] = [r for r in store.outbox(failed=True)
+                 if r["client_id"] == client_id and r["group"] == group]
+        code, _, message = row["error"].partition(": ")
+        return [MessageState(client_id, "failed", to=row["to"], group=group, code=code,
+                             message=message)]
+    if state in ("queued", "sent"):
         return []
-    store.outbox_add(client_id, to, body, now, group=group, extra=extra)
-    return [MessageState(client_id, "queued", to=to, group=group)]
+    msg_id, ts, recipient = store.sent_message(client_id, group)
+    return [MessageState(client_id, "acked", to=recipient, group=group, msg_id=msg_id, ts=ts,
+                         pos=msg_id, duplicate=True)]
 
 
 def written(store, row):

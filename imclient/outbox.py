@@ -10,8 +10,8 @@ sooner than the ``retry_after`` a ``rate_limited`` error asks for.
 The outbox is its own part: it holds its own state and is given the store (a ``StoreWorker``), a
 ``send(row)`` function that puts one send on the wire (returning the reply's Deferred), the clock,
 the retry policy, the client's ``Emitter`` and a function answering the user id. Each change of
-a message's state is a ``MessageState`` record on that emitter; the outbox settles the Deferred
-of a send from those records too, so an ack seen in the stream (a reply lost with its
+a message's state is a ``MessageState`` record on that emitter; the client hands the records
+of the stream to ``settle`` too, so an ack seen in the stream (a reply lost with its
 connection) counts like a reply.
 """
 import time
@@ -45,7 +45,6 @@ class Outbox:
         self._inflight = set()
         self._resend_call = None
         self._attempts = 0
-        events.on(MessageState, self._settle)
 
     def add(self, to=None, body="", client_id=None, group=None, extra=None):
         """Queue a send (``to`` a user, or ``group``); a Deferred firing with its ``acked``
@@ -138,18 +137,23 @@ class Outbox:
     def _emit_all(self, records):
         for record in records:
             self.events.emit(record)
+        self.settle(records)
         return records
 
-    def _settle(self, state):
-        if state.state not in ("acked", "failed"):
-            return
-        waiting = self._waiting.pop((state.client_id, state.group), None)
-        if waiting is None or waiting.called:  # the caller may have cancelled it
-            return
-        if state.state == "acked":
-            waiting.callback(state)
-        else:
-            waiting.errback(RemoteError(state.code, state.message))
+    def settle(self, records):
+        """Fire the Deferreds of the sends that ``records`` (already emitted) acked or failed:
+        after the subscribers, so that a caller resumed by its send sees a model that has
+        heard of it."""
+        for state in records:
+            if not isinstance(state, MessageState) or state.state not in ("acked", "failed"):
+                continue
+            waiting = self._waiting.pop((state.client_id, state.group), None)
+            if waiting is None or waiting.called:  # the caller may have cancelled it
+                continue
+            if state.state == "acked":
+                waiting.callback(state)
+            else:
+                waiting.errback(RemoteError(state.code, state.message))
 
     def _fail_waiter(self, failure, key):
         waiting = self._waiting.pop(key, None)

@@ -199,6 +199,14 @@ class LocalStore:
             self._changed("messages", peer)
         return sorted(rows, key=lambda r: r[1])
 
+    def sent_message(self, client_id, group=None):
+        """``(msg_id, ts, recipient)`` of the stored message I sent with this client id."""
+        if group:
+            return self._one("SELECT msg_id, ts, NULL FROM group_messages WHERE client_id = ? "
+                             "AND group_id = ?", (client_id, group))
+        return self._one("SELECT msg_id, ts, recipient FROM messages WHERE client_id = ? "
+                         "AND recipient = peer", (client_id,))
+
     def message_state(self, client_id, group=None):
         """The state of a message I sent, by its client id: from the outbox while it is there,
         else from the stored message; None if unknown."""
