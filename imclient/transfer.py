@@ -1,21 +1,27 @@
-"""File transfer on a ``ClientProtocol``: ``upload(proto, path)`` and ``download(proto, file_id, dest)``.
+"""File transfer on one ``ClientProtocol``: the bytes of uploads and downloads, in binary frames.
 
-Both resume: ``upload`` continues from the offset the server holds (after a lost connection, call
-it again with the same file, on any connection of the same user); ``download`` continues from
-``offset``. Chunks are sent through a push producer on the transport, so a slow link pauses disk
-reads. One upload at a time per connection (the transport has one producer); downloads may run
-side by side. The binary frame layout is in docs/protocol.rst, "Files".
+A transport takes one producer, so each connection has one ``ChunkMux``: a push producer that
+writes the chunk frames of every upload running on it, a chunk from each in turn, and pauses
+disk reads while the link is slow. Download data frames are routed by stream id to the sink of
+their download (``sinks_for``). ``upload(proto, path)`` and ``download(proto, file_id, dest)``
+do a whole transfer on one connection; both resume (``upload`` continues from the offset the
+server holds, ``download`` from ``offset``), and several may run at once on one connection.
+``imclient.transfers`` builds the client's transfer queue (pause, cancel, resume across
+reconnects and restarts) on these parts. The frame layout is in docs/protocol.rst, "Files".
 """
 import hashlib
 import os
 
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from imclient.protocol import BINARY_HEADER, DOWNLOAD_DATA, UPLOAD_CHUNK, RemoteError, binary_head
 
 _READ = 1024 * 1024
+#: Data bytes per chunk frame when the server has not said (64 KiB payloads, header included).
+DEFAULT_CHUNK = 65536 - BINARY_HEADER.size
 
 
 def hash_file(path, length=None):
@@ -49,42 +55,109 @@ def proof(nonce_hex, data):
     return hashlib.sha256(bytes.fromhex(nonce_hex) + data).hexdigest()
 
 
+class UploadSource:
+    """The chunks one upload still has to send: from ``pos`` to ``size`` of an open file.
+    ``on_written(pos)`` is called after each chunk; if the file cannot be read, ``failed`` holds
+    the error and ``on_failed(error)`` is called."""
+
+    def __init__(self, fd, upload_id, pos, size, chunk, on_written=None, on_failed=None):
+        self.fd, self.upload_id, self.pos, self.size, self.chunk = fd, upload_id, pos, size, chunk
+        self.on_written, self.on_failed = on_written, on_failed
+        self.failed = None
+
+    @property
+    def finished(self):
+        return self.pos >= self.size or self.failed is not None
+
+    def write_one(self, transport):
+        try:
+            data = os.pread(self.fd, min(self.chunk, self.size - self.pos), self.pos)
+            if not data:
+                raise OSError("the file got shorter while uploading")
+        except OSError as e:
+            self.failed = e
+            if self.on_failed is not None:
+                self.on_failed(e)
+            return
+        transport.writeSequence((binary_head(UPLOAD_CHUNK, self.upload_id, self.pos, len(data)),
+                                 data))
+        self.pos += len(data)
+        if self.on_written is not None:
+            self.on_written(self.pos)
+
+
 @implementer(IPushProducer)
-class _ChunkSender:
-    """Reads the file from ``offset`` and writes upload-chunk frames while the transport wants more."""
+class ChunkMux:
+    """The one producer of a connection's uploads: round-robin over its ``UploadSource``s.
 
-    def __init__(self, proto, fileobj, upload_id, offset, size, chunk):
-        self.proto, self.file, self.id = proto, fileobj, upload_id
-        self.pos, self.size, self.chunk = offset, size, chunk
+    Registered on the transport while it has a source, unregistered as soon as the last one is
+    written (a TLS transport does not close while a producer is registered)."""
+
+    _log = Logger()
+
+    def __init__(self, proto):
+        self.proto = proto
+        self.sources = []
         self.paused = False
-        self.stopped = False
+        self.registered = False
+        self._next = 0
+        self._writing = False
 
-    def start(self):
-        self.proto.transport.registerProducer(self, True)
-        self.resumeProducing()
+    def add(self, source):
+        if source in self.sources or source.finished:
+            return
+        self.sources.append(source)
+        if not self.registered and self.proto.connected:
+            self.proto.transport.registerProducer(self, True)
+            self.registered = True
+        if not self.paused:
+            self.resumeProducing()
+
+    def remove(self, source):
+        if source in self.sources:
+            self.sources.remove(source)
+        self._unregister_if_idle()
 
     def resumeProducing(self):
         self.paused = False
-        transport, fd = self.proto.transport, self.file.fileno()
-        while not self.paused and not self.stopped and self.pos < self.size:
-            data = os.pread(fd, min(self.chunk, self.size - self.pos), self.pos)
-            if not data:
-                raise OSError("the file got shorter while uploading")
-            transport.writeSequence((binary_head(UPLOAD_CHUNK, self.id, self.pos, len(data)), data))
-            self.pos += len(data)
-        if self.pos >= self.size:
-            self.stopProducing()
+        if self._writing:  # a write below made the transport ask again: the loop goes on
+            return
+        self._writing = True
+        try:
+            while not self.paused and self.sources and self.proto.connected:
+                i = self._next % len(self.sources)
+                source = self.sources[i]
+                source.write_one(self.proto.transport)
+                if source.finished:
+                    self.sources.pop(i)
+                    self._next = i
+                else:
+                    self._next = i + 1
+        finally:
+            self._writing = False
+        self._unregister_if_idle()
 
     def pauseProducing(self):
         self.paused = True
 
     def stopProducing(self):
-        # Unregister as soon as the last chunk is written: a TLS transport does not close while
-        # a producer is registered.
-        if not self.stopped:
-            self.stopped = True
+        self.sources = []
+        self.registered = False
+
+    def _unregister_if_idle(self):
+        if not self.sources and self.registered:
+            self.registered = False
             if self.proto.transport is not None and self.proto.connected:
                 self.proto.transport.unregisterProducer()
+
+
+def mux_for(proto):
+    """The connection's ``ChunkMux`` (made on first use)."""
+    mux = getattr(proto, "_chunk_mux", None)
+    if mux is None:
+        _bulk(proto)
+        mux = proto._chunk_mux = ChunkMux(proto)
+    return mux
 
 
 def _bulk(proto):
@@ -93,39 +166,82 @@ def _bulk(proto):
         proto.transport.bufferSize = max(proto.transport.bufferSize, 256 * 1024)
 
 
-def _wait_for_upload(proto, upload_id):
-    """A Deferred firing with the file id on ``upload_done``, failing on ``upload_failed`` or
-    on an error frame about this upload."""
-    d = defer.Deferred()
+def upload_outcome(message, upload_id):
+    """For a push or error frame: ``("done", file id)``, ``("failed", RemoteError)`` if it ends
+    upload ``upload_id``, ``("progress", offset)`` for its progress, else None."""
+    op, error = message.get("op"), None
+    if op in ("upload_done", "upload_failed", "upload_progress") and message.get("upload") != upload_id:
+        return None
+    if op == "upload_done":
+        return "done", message["file"]
+    if op == "upload_progress":
+        return "progress", message["offset"]
+    if op == "upload_failed":
+        error = message.get("error") or {}
+    elif message.get("ok") is False and (message.get("error") or {}).get("upload") == upload_id:
+        error = message["error"]
+    if error is None:
+        return None
+    return "failed", RemoteError(error.get("code", "internal"), error.get("message", ""), error)
+
+
+def wait_for_upload(proto, upload_id, on_progress=None):
+    """A Deferred firing with the file id on ``upload_done``, failing on ``upload_failed``, on
+    an error frame about this upload, or when the connection is lost."""
+    d = defer.Deferred(lambda _: unsubscribe())
+    subscribed = []
+
+    def unsubscribe():
+        if subscribed:
+            subscribed.pop()()
 
     def on_push(message):
-        error = None
-        if message.get("op") == "upload_done" and message.get("upload") == upload_id:
-            result = message["file"]
-        elif message.get("op") == "upload_failed" and message.get("upload") == upload_id:
-            error = message.get("error") or {}
-        elif message.get("ok") is False and (message.get("error") or {}).get("upload") == upload_id:
-            error = message["error"]
-        else:
+        outcome = upload_outcome(message, upload_id)
+        if outcome is None or d.called:
+            return
+        if outcome[0] == "progress":
+            if on_progress is not None:
+                on_progress(outcome[1])
             return
         unsubscribe()
-        if error is not None:
-            d.errback(RemoteError(error.get("code", "internal"), error.get("message", ""), error))
+        if outcome[0] == "done":
+            d.callback(outcome[1])
         else:
-            d.callback(result)
+            d.errback(outcome[1])
 
-    unsubscribe = proto.subscribe(on_push)
-    _fail_on_lost(proto, d, "connection lost during the upload")
+    subscribed.append(proto.subscribe(on_push))
+    fail_on_lost(proto, d, "connection lost during the upload")
     return d
 
 
-def _fail_on_lost(proto, d, message):
+def fail_on_lost(proto, d, message):
     """Fail ``d`` (if still waiting) when the connection goes; ``proto.lost`` keeps its result."""
     def lost(result):
         if not d.called:
             d.errback(ConnectionError(message))
         return result
     proto.lost.addCallback(lost)
+
+
+async def begin_upload(proto, path, name, size, sha256, mime=None):
+    """``upload_begin`` (and ``upload_proof`` for a challenge): ``("file", file id)`` when no
+    bytes are needed, else ``("upload", upload id, offset, chunk size)`` to send from."""
+    reply = await proto.request("upload_begin", name=name, size=size, sha256=sha256, mime=mime)
+    mode = reply["mode"]
+    if mode == "instant":
+        return "file", reply["file"]
+    if mode == "challenge":
+        c = reply["challenge"]
+        data = await threads.deferToThread(_read_range, path, c["offset"], c["length"])
+        answer = await proto.request("upload_proof", challenge=c["id"], proof=proof(c["nonce"], data))
+        return "file", answer["file"]
+    return "upload", reply["upload"], reply["offset"], reply.get("chunk_size") or DEFAULT_CHUNK
+
+
+def _read_range(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
 
 
 def upload(proto, path, name=None, mime=None, size=None, sha256=None):
@@ -138,49 +254,49 @@ def upload(proto, path, name=None, mime=None, size=None, sha256=None):
 async def _upload(proto, path, name, mime, size, sha256):
     if size is None or sha256 is None:
         size, sha256 = await threads.deferToThread(file_digest, path)
-    reply = await proto.request("upload_begin", name=name or os.path.basename(path), size=size,
-                                sha256=sha256, mime=mime)
-    mode = reply["mode"]
-    if mode == "instant":
-        return reply["file"]
-    if mode == "challenge":
-        c = reply["challenge"]
-        with open(path, "rb") as f:
-            f.seek(c["offset"])
-            data = f.read(c["length"])
-        return (await proto.request("upload_proof", challenge=c["id"],
-                                    proof=proof(c["nonce"], data)))["file"]
-    upload_id = reply["upload"]
-    done = _wait_for_upload(proto, upload_id)
-    _bulk(proto)
-    with open(path, "rb", buffering=0) as f:
-        sender = _ChunkSender(proto, f, upload_id, reply["offset"], size, reply["chunk_size"])
-        sender.start()
-        try:
-            return await done
-        finally:
-            sender.stopProducing()
+    begun = await begin_upload(proto, path, name or os.path.basename(path), size, sha256, mime)
+    if begun[0] == "file":
+        return begun[1]
+    _, upload_id, offset, chunk = begun
+    done = wait_for_upload(proto, upload_id)
+    fd = os.open(path, os.O_RDONLY)
+    source = UploadSource(fd, upload_id, offset, size, chunk,
+                          on_failed=lambda e: done.called or done.errback(e))
+    mux = mux_for(proto)
+    try:
+        mux.add(source)
+        return await done
+    finally:
+        mux.remove(source)
+        os.close(fd)
 
 
-class _DownloadSink:
-    def __init__(self, fd, offset, end, hasher):
-        self.fd, self.pos, self.end, self.hasher = fd, offset, end, hasher
+class DownloadSink:
+    """Writes one download's data frames at their offsets; ``done`` fires at ``end``.
+    ``on_data(pos)`` is called after each frame."""
+
+    def __init__(self, fd, offset, end, on_data=None):
+        self.fd, self.pos, self.end, self.on_data = fd, offset, end, on_data
         self.done = defer.Deferred()
+        if end <= offset:
+            self.done.callback(offset)
 
     def data(self, offset, data):
+        if self.done.called:
+            return
         if offset != self.pos:
             self.done.errback(ValueError(f"download data at {offset}, expected {self.pos}"))
             return
         os.pwrite(self.fd, data, offset)
-        if self.hasher is not None:
-            self.hasher.update(data)
         self.pos += len(data)
-        if self.pos >= self.end and not self.done.called:
+        if self.on_data is not None:
+            self.on_data(self.pos)
+        if self.pos >= self.end:
             self.done.callback(self.pos)
 
 
-def _router(proto):
-    """The per-connection table of downloads that binary frames are routed to."""
+def sinks_for(proto):
+    """The connection's table ``download id -> DownloadSink`` that data frames are routed to."""
     sinks = getattr(proto, "_download_sinks", None)
     if sinks is None:
         _bulk(proto)
@@ -189,10 +305,28 @@ def _router(proto):
         def on_binary(payload):
             _, kind, stream, offset = BINARY_HEADER.unpack_from(payload)
             sink = sinks.get(stream) if kind == DOWNLOAD_DATA else None
-            if sink is not None:
+            if sink is not None:  # frames of a cancelled download may still come: dropped
                 sink.data(offset, memoryview(payload)[BINARY_HEADER.size:])
         proto.on_binary = on_binary
     return sinks
+
+
+async def receive(proto, file_id, fd, offset, on_data=None):
+    """Ask for ``file_id`` from ``offset`` and write what comes into ``fd`` until its end;
+    returns the ``download`` reply. Cancelling it cancels the download on the server."""
+    sinks = sinks_for(proto)
+    info = await proto.request("download", file=file_id, offset=offset)
+    sink = sinks[info["download"]] = DownloadSink(fd, offset, info["end"], on_data)
+    fail_on_lost(proto, sink.done, "connection lost during the download")
+    try:
+        await sink.done
+    except defer.CancelledError:
+        if proto.connected:
+            proto.request("download_cancel", download=info["download"]).addErrback(lambda f: None)
+        raise
+    finally:
+        sinks.pop(info["download"], None)
+    return info
 
 
 def download(proto, file_id, dest, offset=0, verify=True):
@@ -202,26 +336,18 @@ def download(proto, file_id, dest, offset=0, verify=True):
 
 
 async def _download(proto, file_id, dest, offset, verify):
-    sinks = _router(proto)
     fd = os.open(dest, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         os.ftruncate(fd, offset)
-        hasher = None
-        if verify:
-            hasher = await threads.deferToThread(hash_file, dest, offset)
-        info = await proto.request("download", file=file_id, offset=offset)
-        sink = _DownloadSink(fd, offset, info["end"], hasher)
-        if info["end"] <= offset:
-            sink.done.callback(offset)
-        sinks[info["download"]] = sink
-        _fail_on_lost(proto, sink.done, "connection lost during the download")
-        try:
-            await sink.done
-        finally:
-            sinks.pop(info["download"], None)
+        info = await receive(proto, file_id, fd, offset)
     finally:
         os.close(fd)
-    if verify and hasher.hexdigest() != info["sha256"]:
-        raise ValueError(f"downloaded file {file_id} does not match its SHA-256")
+    if verify:
+        await verify_file(dest, info["sha256"], file_id)
     return info
 
+
+async def verify_file(path, sha256, file_id):
+    """Raise ValueError unless the local file's SHA-256 is ``sha256`` (hashed on a thread)."""
+    if (await threads.deferToThread(hash_file, path)).hexdigest() != sha256:
+        raise ValueError(f"downloaded file {file_id} does not match its SHA-256")
