@@ -29,6 +29,7 @@ from imclient.events import Emitter, MessageState, ProgressMeter
 from imclient.ops import OpsMixin
 from imclient.outbox import NotConnected, Outbox, Queued
 from imclient.protocol import RemoteError
+from imclient.transfers import Transfers
 from imclient.worker import StoreWorker
 
 __all__ = ["Client", "NotConnected", "Queued", "SessionEnded"]
@@ -79,6 +80,7 @@ class Client(OpsMixin):
         self._syncing = False
         self._sync_waiters = []
         self.events.on(MessageState, self._acked_past)
+        self.transfers = Transfers(self)
 
     @property
     def me(self):
@@ -119,6 +121,7 @@ class Client(OpsMixin):
         self._went_offline("stopped")
         self._fail_waiters(NotConnected("the client was stopped"))
         self.outbox.stop()
+        self.transfers.stop()
         if proto is not None and proto.transport is not None:
             proto.transport.loseConnection()
             return proto.lost
@@ -201,6 +204,7 @@ class Client(OpsMixin):
         for push in buffered:
             self._on_push(push)
         self.outbox.connected()
+        self.transfers.connected(proto)
         waiters, self._online_waiters = self._online_waiters, []
         for d in [d for d in waiters if not d.called]:  # a caller may have cancelled its wait
             d.callback(self)
@@ -240,6 +244,7 @@ class Client(OpsMixin):
             self._checkpoint_call.cancel()
         self._checkpoint_call = None
         self.outbox.disconnected()
+        self.transfers.disconnected()
         if self.online:
             self.online = False
             self.events.emit(ev.Offline(reason))
