@@ -370,7 +370,7 @@ async def test_slow_downloader_pauses_disk_reads(files, tmp_path):
     size = 20 * MiB
     file_id = await transfer.upload(alice, make_file(tmp_path, size))
     # Small kernel buffers, so what the socket absorbs is bounded; then stop reading.
-    server_conn = [p for p in files.server.connections if p.user.user_id == alice.user_id][0]
+    server_conn = [p for p in files.server.connections.all if p.user.user_id == alice.user_id][0]
     server_conn.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     alice.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     alice.transport.pauseProducing()

@@ -41,7 +41,7 @@ async def test_listeners_hear_posts_and_history_pages_back(running):
 @pytest_twisted.ensureDeferred
 async def test_posting_is_rate_limited_per_user(running):
     clock = task.Clock()
-    running.server.square.limiter.clock = clock  # the bucket's time is injected
+    running.server.state["square"].clock = clock  # the bucket's time is injected
     burst = running.server.config.square_burst
     alice, bob = await running.user("alice"), await running.user("bob")
     for i in range(burst):

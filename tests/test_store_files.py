@@ -7,12 +7,13 @@ import pytest_twisted
 from twisted.internet import defer
 
 from imserver.errors import ImError
+from imserver.store import accounts
 
 SHA = "ab" * 32
 
 
 async def user(store, name):
-    return await store.accounts.create_user(name, None, "x", name, 0)
+    return await store.db.run("create_user", accounts.create_user, name, None, "x", name, 0)
 
 
 @pytest_twisted.ensureDeferred

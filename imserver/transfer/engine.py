@@ -12,7 +12,8 @@ from twisted.application.internet import TimerService
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from imserver.auth import now_ms
+from imserver.clock import now_ms
+from imserver.effects import Direct
 from imserver.errors import ImError
 from imserver.transfer import frames
 from imserver.transfer.blobs import BlobStore, hash_prefix, is_sha256
@@ -28,12 +29,12 @@ PROGRESS_EVERY = 4 * 1024 * 1024
 class FileEngine:
     _log = Logger()
 
-    def __init__(self, config, store, reactor, clock, notifier, random=None):
+    def __init__(self, config, store, reactor, clock, announce, random=None):
         self.config = config
         self.files = store.files
         self.reactor = reactor
         self.clock = clock
-        self.notifier = notifier
+        self.announce = announce  # announce(effects, origin): upload events, see _tell
         self.blobs = BlobStore(config.data_dir, reactor)
         self.challenges = Challenges(clock, random or secrets.SystemRandom())
         self.sessions = {}
@@ -155,26 +156,23 @@ class FileEngine:
         self.sessions[upload_id] = session
         return session
 
-    def binary_received(self, conn, payload):
+    def binary_received(self, conn, user, payload):
+        """A binary frame from ``conn``, where ``user`` is logged in (or None). Raises ImError
+        for a frame it refuses (the connection answers with an error frame)."""
         try:
-            self._chunk(conn, payload)
-        except ImError as e:
-            conn.send_error(None, e)
+            kind, upload_id, offset, data = frames.decode(payload)
         except frames.FrameError as e:
-            conn.send_error(None, ImError("bad_request", str(e)))
-
-    def _chunk(self, conn, payload):
-        kind, upload_id, offset, data = frames.decode(payload)
+            raise ImError("bad_request", str(e)) from None
         if kind != frames.UPLOAD_CHUNK:
             raise ImError("bad_request", f"binary frame kind {kind} is not an upload chunk (1)")
-        if conn.user is None:
+        if user is None:
             raise ImError("not_authenticated", "log in before sending file data")
         session = self.sessions.get(upload_id)
         if session is None:
             raise ImError("not_found", f"upload {upload_id} is not open; ask upload_status (or "
                                        "upload_begin) and continue from its offset",
                           upload=upload_id)
-        if session.owner != conn.user.user_id:
+        if session.owner != user.user_id:
             raise ImError("forbidden", "that upload is not yours", upload=upload_id)
         if session.accept(conn, offset, data, self.clock.seconds()):
             session.finishing = True
@@ -187,11 +185,8 @@ class FileEngine:
                                  "offset": session.written})
 
     def _tell(self, session, message):
-        conn = session.conn
-        if conn is not None and conn.connected:
-            conn.send(message)
-        else:
-            self.notifier.push(session.owner, message)
+        """Tell the connection sending the upload (or, if it has gone, the owner's devices)."""
+        self.announce([Direct(message, fallback_user=session.owner)], session.conn)
 
     async def _finish(self, session):
         try:
