@@ -18,7 +18,7 @@ from imserver.output import send_now
 
 class Context:
     """What a handler sees of its connection: the server's services, the logged-in user, the
-    peer's address, and the session to begin or end. Handlers never write to the connection:
+    peer's address, and logging the connection in and out. Handlers never write to the connection:
     they return effects, which ``announce`` hands to the server's announcer for it.
 
     ``conn`` is the connection as an opaque handle for the file engine, which streams a
@@ -49,10 +49,11 @@ class Context:
     def announce(self, effects):
         self.server.announce(effects, self.conn)
 
-    def begin_session(self, user, logout):
+    def log_in(self, user, logout):
+        """This connection is now ``user``'s session; ``logout()`` ends it (the realm's)."""
         self.conn.set_session(user, logout)
 
-    def end_session(self):
+    def log_out(self):
         self.conn.clear_session()
 
 

@@ -54,7 +54,7 @@ async def _login(ctx, credentials, throttle_keys, mind):
     if not ctx.connected:  # the client left while we checked: undo the registration
         logout()
         raise ImError("bad_request", "connection closed during login")
-    ctx.begin_session(user, logout)
+    ctx.log_in(user, logout)
     for hook in server.login_hooks:
         _run_hook(ctx, hook, user)
     return user
@@ -86,7 +86,7 @@ async def resume(ctx, token):
 @domain.op("logout")
 async def logout(ctx):
     user = ctx.user
-    ctx.end_session()
+    ctx.log_out()
     await ctx.server.run("delete_session", store.delete_session, user.user_id, user.session_id)
     return {}
 
