@@ -1,10 +1,10 @@
-"""The store: one object over the database, one attribute per domain.
+"""The store: one object over the database.
 
-Handlers call ``store.accounts.create_user(...)`` and get a Deferred; they never see SQL.
+Domains are modules of named transaction functions, run as ``store.db.run("desc", fn, *args)``
+(``store.accounts`` is still an object); handlers get a Deferred and never see SQL.
 """
 from imserver.store import dialects
 from imserver.store.accounts import Accounts
-from imserver.store.files import Files
 from imserver.store.pool import Database
 
 
@@ -12,7 +12,6 @@ class Store:
     def __init__(self, db):
         self.db = db
         self.accounts = Accounts(db)
-        self.files = Files(db)
 
     @classmethod
     def from_url(cls, url, data_dir=None):
