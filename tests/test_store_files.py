@@ -106,3 +106,94 @@ async def test_upload_rows_resume_quota_and_expiry(store):
     assert (await run(store, files.upload, up))["touched"] == 5000
     assert await run(store, files.delete_upload, up)
     assert await run(store, files.upload, up) is None
+
+
+HELD = ("SELECT owner, SUM(size) FROM (SELECT owner, size FROM files "
+        "UNION ALL SELECT owner, size FROM uploads) AS held GROUP BY owner")
+
+
+def usage_both_ways(txn):
+    """({user: bytes} summed from the rows, {user: bytes} the counters hold), zeros left out."""
+    summed = {owner: int(n) for owner, n in txn.all(HELD)}
+    counted = {user: int(n) for user, n in txn.all("SELECT user_id, used_bytes FROM storage_used")
+               if n}
+    return summed, counted
+
+
+def quota_refused(d):
+    """A Deferred of the result of ``d``, or of None if it failed with ``quota_exceeded``."""
+    async def result():
+        try:
+            return await d
+        except ImError as e:
+            assert e.code == "quota_exceeded"
+            return None
+    return defer.ensureDeferred(result())
+
+
+@pytest_twisted.ensureDeferred
+async def test_usage_counter_equals_the_rows_under_a_concurrent_mix(store):
+    rng = random.Random(16)
+    owners = [await user(store, f"user{i}") for i in range(3)]
+    contents = {f"{i:02x}" * 32: size for i, size in enumerate((10, 20, 30, 1000))}
+    for sha, size in contents.items():
+        await run(store, files.add_blob_reference, owners[0], sha, size, "n", "m", 0)
+    uploads, quota = {}, 4000  # upload id -> (owner, sha, size)
+
+    def begin():
+        owner, (sha, size) = rng.choice(owners), rng.choice(list(contents.items()))
+        d = run(store, files.begin_upload, owner, sha, size, "n", "m", rng.randrange(100), quota)
+        return d.addCallback(lambda r: uploads.setdefault(r[0], (owner, sha, size)))
+
+    def finish():
+        upload_id = rng.choice(list(uploads))
+        owner, sha, size = uploads.pop(upload_id)
+        return run(store, files.add_blob_reference, owner, sha, size, "n", "m", 1,
+                   upload_id=upload_id)
+
+    def cancel():  # twice at once sometimes: the second finds nothing
+        return run(store, files.delete_upload, rng.choice(list(uploads)))
+
+    def instant():
+        owner, (sha, size) = rng.choice(owners), rng.choice(list(contents.items()))
+        return run(store, files.add_reference, owner, sha, size, "n", "m", 2, quota)
+
+    async def delete():
+        rows = await store.db.run("t", lambda txn: txn.all("SELECT id, owner FROM files"))
+        if rows:
+            file_id, owner = rng.choice(rows)
+            await files.run_delete(store.db, owner, file_id)
+
+    async def expire():
+        for upload_id in await run(store, files.expired_uploads, rng.randrange(100)):
+            await run(store, files.delete_upload, upload_id)
+
+    for _ in range(8):
+        ops = [begin() for _ in range(6)]
+        ops += [rng.choice((finish, cancel, instant, delete, expire, instant, delete))()
+                for _ in range(14) if uploads]
+        await defer.gatherResults([quota_refused(d) for d in ops])
+        summed, counted = await store.db.run("usage", usage_both_ways)
+        assert summed == counted
+        assert [await run(store, files.used_bytes, o) for o in owners] == \
+            [summed.get(o, 0) for o in owners]
+    assert summed  # the mix left something to count
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_uploads_of_one_user_cannot_both_pass_the_quota(store):
+    alice, bob = await user(store, "alice"), await user(store, "bob")
+    begins = [run(store, files.begin_upload, alice, f"{i:02x}" * 32, 100, "n", "m", 0, 250)
+              for i in range(10)]
+    begins.append(run(store, files.begin_upload, bob, SHA, 100, "n", "m", 0, 250))
+    results = await defer.gatherResults([quota_refused(d) for d in begins])
+    assert sum(1 for r in results[:10] if r is not None) == 2 and results[10] is not None
+    assert await run(store, files.used_bytes, alice) == 200
+    # Instant uploads count too, and one refused leaves no file behind.
+    await run(store, files.add_blob_reference, bob, SHA, 40, "n", "m", 0)
+    instants = [run(store, files.add_reference, alice, SHA, 40, "n", "m", 0, 250)
+                for _ in range(5)]
+    results = await defer.gatherResults([quota_refused(d) for d in instants])
+    assert sum(1 for r in results if r is not None) == 1
+    assert await run(store, files.used_bytes, alice) == 240
+    assert await run(store, files.refcount, SHA) == (2, 2)

@@ -2,7 +2,9 @@
 (``file_access``) and unfinished uploads (``uploads``).
 
 Every change to a blob's reference count is one statement inside the transaction that adds or
-removes the ``files`` row, so the count equals the number of rows under any interleaving.
+removes the ``files`` row, so the count equals the number of rows under any interleaving; so
+is every change to a user's usage counter (``storage_used``: the sizes of their files and
+unfinished uploads), which quota checks read instead of summing rows.
 The bytes themselves live on disk (``imserver.transfer.blobs``); this module never touches them.
 Each function is one transaction: ``db.run("desc", files.fn, *args)``.
 """
@@ -54,15 +56,26 @@ def group_files(txn, group_id, before, limit):
         "WHERE a.group_id = ? AND f.id < ? ORDER BY f.id DESC LIMIT ?", (group_id, before, limit))]
 
 
-def _used_bytes(txn, owner, except_upload=None):
-    files = txn.one("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner = ?", (owner,))[0]
-    pending = txn.one("SELECT COALESCE(SUM(size), 0) FROM uploads WHERE owner = ? AND id <> ?",
-                      (owner, except_upload or 0))[0]
-    return int(files) + int(pending)
+def _count(txn, owner, delta):
+    """Move ``owner``'s usage counter by ``delta`` bytes; the row stays locked until commit."""
+    txn.execute("INSERT INTO storage_used (user_id, used_bytes) VALUES (?, ?) "
+                + txn.dialect.on_conflict_add("user_id", "used_bytes"), (owner, delta))
 
 
-def _check_quota(txn, owner, size, quota, except_upload=None):
-    if quota and _used_bytes(txn, owner, except_upload) + size > quota:
+def used_bytes(txn, owner, lock=False):
+    """Bytes ``owner`` holds in files and unfinished uploads (the counter, not a sum); with
+    ``lock``, the counter's row is locked until commit (MySQL)."""
+    row = txn.one("SELECT used_bytes FROM storage_used WHERE user_id = ?"
+                  + (txn.dialect.for_update if lock else ""), (owner,))
+    return int(row[0]) if row else 0
+
+
+def _reserve(txn, owner, size, quota):
+    """Count ``size`` more bytes for ``owner``, or raise ``quota_exceeded`` (the transaction
+    rolls back, count and all). Taking the counter's lock first means two transactions of one
+    user check one after the other, so they cannot both pass."""
+    _count(txn, owner, size)
+    if quota and used_bytes(txn, owner, lock=True) > quota:
         raise ImError("quota_exceeded", f"storing {size} more bytes would exceed your quota of "
                                         f"{quota} bytes")
 
@@ -87,11 +100,12 @@ def blob_exists(txn, sha256, size):
 def add_reference(txn, owner, sha256, size, name, mime, now, quota=0):
     """A new file of ``owner`` on existing content (instant upload); None if the content was
     deleted meanwhile."""
-    _check_quota(txn, owner, size, quota)
     if txn.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ? AND size = ? "
                    "AND refcount > 0", (sha256, size)).rowcount != 1:
         return None
-    return _insert_file(txn, owner, sha256, size, name, mime, now)
+    file_id = _insert_file(txn, owner, sha256, size, name, mime, now)
+    _reserve(txn, owner, size, quota)  # last, as in every change: the blob's lock comes first
+    return file_id
 
 
 def add_blob_reference(txn, owner, sha256, size, name, mime, now, upload_id=None):
@@ -101,7 +115,8 @@ def add_blob_reference(txn, owner, sha256, size, name, mime, now, upload_id=None
                 + txn.dialect.on_conflict_increment("sha256", "refcount"), (sha256, size, now))
     file_id = _insert_file(txn, owner, sha256, size, name, mime, now)
     if upload_id is not None:
-        txn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        delete_upload(txn, upload_id)
+    _count(txn, owner, size)
     return file_id
 
 
@@ -115,10 +130,10 @@ def delete(txn, owner, file_id):
 
     Run it with ``run_delete``, which turns a concurrent delete's rollback into None.
     """
-    row = txn.one("SELECT sha256 FROM files WHERE id = ? AND owner = ?", (file_id, owner))
+    row = txn.one("SELECT sha256, size FROM files WHERE id = ? AND owner = ?", (file_id, owner))
     if row is None:
         return None
-    sha256 = row[0]
+    sha256, size = row
     # The blob row first, as every other change of its files does: taking the files index
     # locks first deadlocks against a concurrent insert of the same content.
     txn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?", (sha256,))
@@ -127,6 +142,7 @@ def delete(txn, owner, file_id):
         raise _Gone()  # deleted meanwhile: roll the count back with the transaction
     last = txn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount <= 0",
                        (sha256,)).rowcount > 0
+    _count(txn, owner, -size)
     return sha256, last
 
 
@@ -156,7 +172,7 @@ def begin_upload(txn, owner, sha256, size, name, mime, now, quota):
     if row:
         txn.execute("UPDATE uploads SET touched = ? WHERE id = ?", (now, row[0]))
         return row[0], True
-    _check_quota(txn, owner, size, quota)
+    _reserve(txn, owner, size, quota)
     txn.execute("INSERT INTO uploads (owner, sha256, size, name, mime, created, touched) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (owner, sha256, size, name, mime, now, now))
     return txn.lastrowid, False
@@ -180,4 +196,11 @@ def expired_uploads(txn, before):
 
 
 def delete_upload(txn, upload_id):
-    return txn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount > 0
+    """Remove an unfinished upload's row (cancelled, expired or finished); False if it was gone."""
+    row = txn.one("SELECT owner, size FROM uploads WHERE id = ?" + txn.dialect.for_update,
+                  (upload_id,))
+    if row is None or txn.execute("DELETE FROM uploads WHERE id = ?",
+                                  (upload_id,)).rowcount != 1:
+        return False
+    _count(txn, row[0], -row[1])
+    return True
