@@ -14,6 +14,7 @@ from imclient import transfer
 from imclient.protocol import RemoteError
 from helpers import error_code
 from imserver.config import Config
+from imserver.policy import Policy
 from imserver.store import files as files_store
 from imserver.transfer import frames, uploads
 
@@ -324,6 +325,36 @@ async def test_limits_are_refused_up_front(store, tmp_path):
                                               sha256="../../etc")) == "bad_request"
     finally:
         await stop(rs)
+
+
+class PerUserQuota(Policy):
+    """A policy whose quota differs per user, as a tier table's would."""
+
+    def __init__(self, config, quotas):
+        super().__init__(config)
+        self.quotas = quotas
+
+    def quota(self, user_id):
+        return defer.succeed(self.quotas[user_id])
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_engine_asks_the_policy_for_each_users_quota(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    src = make_file(tmp_path, 1000)
+    files.server.files.policy = PerUserQuota(files.server.config,
+                                             {alice.user_id: 999, bob.user_id: 1000})
+    sha = digest(src)
+    assert await error_code(alice.request("upload_begin", name="a", size=1000, sha256=sha)) == \
+        "quota_exceeded"
+    await transfer.upload(bob, src)
+    reply = await alice.request("upload_begin", name="a", size=1000, sha256=sha)
+    assert reply["mode"] == "challenge"  # bob's content: the proof is checked against her quota
+    c = reply["challenge"]
+    data = open(src, "rb").read()[c["offset"]:c["offset"] + c["length"]]
+    assert await error_code(alice.request("upload_proof", challenge=c["id"],
+                                          proof=transfer.proof(c["nonce"], data))) == \
+        "quota_exceeded"
 
 
 @pytest_twisted.ensureDeferred

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from imserver.auth import now_ms
 from imserver.errors import ImError
+from imserver.policy import Policy
 from imserver.store import files
 from imserver.transfer import frames
 from imserver.transfer.blobs import BlobStore, hash_prefix, is_sha256
@@ -29,8 +30,9 @@ PROGRESS_EVERY = 4 * 1024 * 1024
 class FileEngine:
     _log = Logger()
 
-    def __init__(self, config, store, reactor, clock, notifier, random=None):
+    def __init__(self, config, store, reactor, clock, notifier, random=None, policy=None):
         self.config = config
+        self.policy = policy or Policy(config)
         self.db = store.db
         self.reactor = reactor
         self.clock = clock
@@ -62,7 +64,7 @@ class FileEngine:
                                        f"takes ({self.config.max_file_size} bytes)")
         if size == 0:
             return await self._empty_file(user_id, name, sha256, mime)
-        quota, now = self.config.user_quota, now_ms(self.clock)
+        quota, now = await self.policy.quota(user_id), now_ms(self.clock)
         if await self.db.run("owned_file", files.owned_file, user_id, sha256, size) is not None:
             file_id = await self.db.run("file_add_reference", files.add_reference, user_id,
                                           sha256, size, name, mime, now, quota)
@@ -97,9 +99,9 @@ class FileEngine:
         data = await self.blobs.in_thread(self.blobs.read_range, c.sha256, c.offset, c.length)
         if not self.challenges.check(c, data, proof):
             raise ImError("forbidden", "the proof does not match the content; upload the file")
+        quota = await self.policy.quota(user_id)
         file_id = await self.db.run("file_add_reference", files.add_reference, user_id, c.sha256,
-                                    c.size, c.name, c.mime, now_ms(self.clock),
-                                    self.config.user_quota)
+                                    c.size, c.name, c.mime, now_ms(self.clock), quota)
         if file_id is None:
             raise ImError("not_found", "the content was deleted meanwhile; upload the file")
         return {"mode": "instant", "file": file_id}
