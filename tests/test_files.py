@@ -428,6 +428,37 @@ async def test_slow_downloader_pauses_disk_reads(files, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_download_at_a_limited_rate_is_paced_on_the_engines_clock(store, tmp_path):
+    rate = 512 * 1024
+    rs = await start(store, tmp_path, download_rate=rate)
+    try:
+        alice = await rs.user("alice")
+        src = make_file(tmp_path, 2 * MiB + 7)
+        file_id = await transfer.upload(alice, src)
+        engine, clock = rs.server.files, task.Clock()
+        engine.clock = clock  # the paced waits run on the engine's clock: simulated time
+        dest = tmp_path / "dest.bin"
+        d = transfer.download(alice, file_id, str(dest))
+        await until(lambda: engine.downloads)
+        producer = list(engine.downloads.values())[0]
+        chunk = producer.chunk
+        assert chunk == rate // 10
+        await until(lambda: dest.exists() and dest.stat().st_size == chunk)  # the burst
+        steps = 0
+        while not d.called:
+            clock.advance(0.1)
+            steps += 1
+            # Never ahead of the rate (a hair's slack for float sums), and what was sent arrives.
+            assert producer.pos <= chunk + rate * steps / 10 + 1
+            await until(lambda: d.called or dest.stat().st_size == producer.pos)
+        assert (await d)["size"] == os.path.getsize(dest) and digest(dest) == digest(src)
+        # At the rate throughout: one step per tenth of a second's bytes, give or take one.
+        assert abs(steps - (os.path.getsize(src) - chunk) / (rate / 10)) <= 1
+    finally:
+        await stop(rs)
+
+
+@pytest_twisted.ensureDeferred
 async def test_deleting_the_last_reference_while_the_same_content_finishes_uploading(
         files_user_scope, tmp_path):
     rs = files_user_scope

@@ -275,6 +275,7 @@ class FileEngine:
         if offset > size:
             raise ImError("bad_request", f"offset {offset} is past the end of the file ({size})")
         end = size if length is None else min(size, offset + length)
+        rate = await self.policy.download_rate(user_id)
         try:
             fileobj = self.blobs.open_blob(info["sha256"])
         except FileNotFoundError:
@@ -283,7 +284,8 @@ class FileEngine:
             raise ImError("internal", "the file's content is missing on the server") from None
         download_id, self._next_download = self._next_download, self._next_download + 1
         producer = DownloadProducer(conn, fileobj, download_id, offset, end,
-                                    on_done=lambda p: self.downloads.pop(p.id, None))
+                                    on_done=lambda p: self.downloads.pop(p.id, None),
+                                    clock=self.clock, rate=rate)
         self.downloads[download_id] = producer
         self.reactor.callLater(0, producer.start)  # after the reply has been written
         return {"download": download_id, "file": file_id, "offset": offset, "end": end,
