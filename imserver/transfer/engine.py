@@ -67,11 +67,11 @@ class FileEngine:
         quota, now = await self.policy.quota(user_id), now_ms(self.clock)
         if await self.db.run("owned_file", files.owned_file, user_id, sha256, size) is not None:
             file_id = await self.db.run("file_add_reference", files.add_reference, user_id,
-                                          sha256, size, name, mime, now, quota)
+                                        sha256, size, name, mime, now, quota)
             if file_id is not None:
                 return {"mode": "instant", "file": file_id}
-        elif (self.config.instant_scope == "global" and await self.db.run(
-                "blob_exists", files.blob_exists, sha256, size)
+        elif (self.config.instant_scope == "global"
+                and await self.db.run("blob_exists", files.blob_exists, sha256, size)
                 and self.blobs.has_blob(sha256)):
             challenge = self.challenges.issue(user_id, sha256, size, name, mime)
             return {"mode": "challenge", "challenge": challenge.to_wire()}
