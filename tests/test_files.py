@@ -12,7 +12,7 @@ from twisted.internet import defer, reactor, task
 from conftest import RunningServer, make_server
 from imclient import transfer
 from imclient.protocol import RemoteError
-from helpers import error_code
+from helpers import error_code, usage_both_ways
 from imserver.config import Config
 from imserver.policy import Policy
 from imserver.store import files as files_store
@@ -325,6 +325,29 @@ async def test_limits_are_refused_up_front(store, tmp_path):
                                               sha256="../../etc")) == "bad_request"
     finally:
         await stop(rs)
+
+
+@pytest_twisted.ensureDeferred
+async def test_usage_counters_follow_the_engines_uploads_cancels_and_deletes(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    done_file = await transfer.upload(alice, make_file(tmp_path, 70_000, "a.bin"))
+    shared = make_file(tmp_path, 50_000, "shared.bin", seed=1)
+    await transfer.upload(alice, shared)
+    await transfer.upload(bob, shared)  # instant, after a proof
+    await transfer.upload(alice, str(tmp_path / "a.bin"))  # instant: her own content
+    unfinished = {}
+    for name, seed in (("cancelled", 2), ("left", 3)):
+        src = make_file(tmp_path, 30_000, name, seed=seed)
+        begin = await alice.request("upload_begin", name=name, size=30_000, sha256=digest(src))
+        send_range(alice, begin["upload"], open(src, "rb").read(), 0, 10_000)
+        unfinished[name] = begin["upload"]
+    await alice.request("upload_cancel", upload=unfinished["cancelled"])
+    with pytest.raises(RemoteError):  # discarded: its bytes stop counting
+        await transfer.upload(alice, make_file(tmp_path, 20_000, "lie.bin", seed=4),
+                              size=20_000, sha256=hashlib.sha256(b"other").hexdigest())
+    await alice.request("file_delete", file=done_file)
+    summed, counted = await files.server.store.db.run("usage", usage_both_ways)
+    assert summed == counted == {alice.user_id: 70_000 + 50_000 + 30_000, bob.user_id: 50_000}
 
 
 class PerUserQuota(Policy):

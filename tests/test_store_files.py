@@ -6,6 +6,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
+from helpers import usage_both_ways
 from imserver.errors import ImError
 from imserver.store import files
 
@@ -106,18 +107,6 @@ async def test_upload_rows_resume_quota_and_expiry(store):
     assert (await run(store, files.upload, up))["touched"] == 5000
     assert await run(store, files.delete_upload, up)
     assert await run(store, files.upload, up) is None
-
-
-HELD = ("SELECT owner, SUM(size) FROM (SELECT owner, size FROM files "
-        "UNION ALL SELECT owner, size FROM uploads) AS held GROUP BY owner")
-
-
-def usage_both_ways(txn):
-    """({user: bytes} summed from the rows, {user: bytes} the counters hold), zeros left out."""
-    summed = {owner: int(n) for owner, n in txn.all(HELD)}
-    counted = {user: int(n) for user, n in txn.all("SELECT user_id, used_bytes FROM storage_used")
-               if n}
-    return summed, counted
 
 
 def quota_refused(d):
