@@ -42,7 +42,10 @@ class RateLimiter:
 
     def take(self, key, n=1):
         """Spend ``n`` of ``key``'s tokens, or raise ``rate_limited`` with ``retry_after``
-        (seconds, rounded up to the millisecond) and spend nothing."""
+        (seconds, rounded up to the millisecond) and spend nothing. ``n`` may not pass the
+        burst: such a request could never be granted (pace it with ``delay`` instead)."""
+        if n > self.burst:
+            raise ValueError(f"take({n}) from buckets holding at most {self.burst}")
         now = self.clock.seconds()
         tokens = self._level(key, now)
         if tokens < n:

@@ -88,6 +88,13 @@ def test_sweeps_are_spaced_by_what_they_kept():
     assert len(limit) == 9 and limit._sweep_at == 10
 
 
+def test_take_of_more_than_the_burst_is_a_bug_not_a_retry():
+    _, limit = limiter(burst=3)
+    with pytest.raises(ValueError):
+        limit.take("k", 4)
+    assert limit.tokens("k") == 3
+
+
 def test_rate_and_burst_must_be_positive():
     with pytest.raises(ValueError):
         RateLimiter(task.Clock(), 0, 1)

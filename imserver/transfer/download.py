@@ -42,6 +42,8 @@ class DownloadProducer:
         self._wait = None  # the delayed call of a paced wait
         self._paid = False  # the next chunk is paid for and its wait is over
         if rate:
+            if clock is None:
+                raise ValueError("a download paced to a rate needs a clock")
             self.chunk = max(1, min(chunk, int(rate * PACING_SLICE)))
             self.limiter = RateLimiter(clock, rate, burst=self.chunk)
 
