@@ -6,6 +6,7 @@ frames never pass through here. Wire shapes are in docs/protocol.rst under "File
 from imserver.dispatch import Int, Str
 from imserver.domain import Domain
 from imserver.errors import ImError
+from imserver.store import files as store
 
 domain = Domain("files")
 
@@ -48,7 +49,7 @@ def download_cancel(ctx, download):
 
 @domain.op("file_info", file=Int(**_ID))
 async def file_info(ctx, file):
-    info = await ctx.server.store.files.readable(file, ctx.user.user_id)
+    info = await ctx.server.read("file_readable", store.readable_file, file, ctx.user.user_id)
     if info is None:
         raise ImError("not_found", "no such file")
     return {"file": _public(info)}
@@ -56,7 +57,7 @@ async def file_info(ctx, file):
 
 @domain.op("files_list", limit=Int(required=False, default=100, min=1, max=1000))
 async def files_list(ctx, limit):
-    rows = await ctx.server.store.files.list(ctx.user.user_id, limit)
+    rows = await ctx.server.read("files_list", store.list_files, ctx.user.user_id, limit)
     return {"files": [_public(r) for r in rows]}
 
 

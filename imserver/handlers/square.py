@@ -6,13 +6,12 @@ out or goes). Each user's posting is limited by a token bucket (``config.square_
 second, bursts of ``config.square_burst``) on the server's clock.
 """
 import functools
-import math
 
 from imserver.dispatch import Int, Str
 from imserver.domain import Domain
 from imserver.effects import Publish, Reply, Subscribe, Unsubscribe
-from imserver.errors import ImError
 from imserver.handlers.messages import check_text
+from imserver.ratelimit import RateLimiter
 from imserver.store import square as store
 
 domain = Domain("square")
@@ -22,36 +21,11 @@ domain.batch("square_send", lambda config: functools.partial(store.post_batch,
              configured=True)
 
 
-class TokenBucket:
-    """Per-key token buckets: ``rate`` tokens a second, holding at most ``burst``."""
-
-    def __init__(self, clock, rate, burst):
-        self.clock = clock
-        self.rate = rate
-        self.burst = burst
-        self._buckets = {}  # key -> (tokens, when)
-
-    def take(self, key):
-        """Spend one token of ``key``'s bucket, or raise ``rate_limited`` saying when to retry."""
-        now = self.clock.seconds()
-        tokens, then = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - then) * self.rate)
-        if tokens < 1:
-            wait = math.ceil((1 - tokens) / self.rate * 1000) / 1000
-            raise ImError("rate_limited", "you are posting too fast", retry_after=wait)
-        self._buckets[key] = (tokens - 1, now)
-        if len(self._buckets) > 10_000:
-            self._forget_full(now)
-
-    def _forget_full(self, now):
-        full_after = self.burst / self.rate
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
-
-
 @domain.on_start
 def start(server):
     """The square's state: the posting rate limiter."""
-    return TokenBucket(server.clock, server.config.square_rate, server.config.square_burst)
+    return RateLimiter(server.clock, server.config.square_rate, server.config.square_burst,
+                       message="you are posting too fast")
 
 
 @domain.op("square_join")

@@ -4,14 +4,12 @@ Handlers run ``server.read("profile", accounts.profile, user_id)`` (or ``server.
 stream write in the next group commit) and get a Deferred; they never see SQL.
 """
 from imserver.store import dialects
-from imserver.store.files import Files
 from imserver.store.pool import Database
 
 
 class Store:
     def __init__(self, db):
         self.db = db
-        self.files = Files(db)
 
     @classmethod
     def from_url(cls, url, data_dir=None):
