@@ -13,7 +13,7 @@ import time
 from imserver import tls
 from imserver.auth import PasswordHasher
 from imserver.config import Config
-from imserver.handlers.accounts import USERNAME
+from imserver.account_rules import MIN_PASSWORD, USERNAME, USERNAME_RULE
 from imserver.store import dialects
 from imserver.store.migrate import migrate
 
@@ -31,10 +31,10 @@ def cmd_migrate(args):
 def cmd_adduser(args):
     username = args.username.strip().lower()
     if not USERNAME.match(username):
-        sys.exit("adduser: username must be 3-32 characters of a-z, 0-9, '_', '.', '-'")
+        sys.exit(f"adduser: {USERNAME_RULE}")
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
-    if len(password) < 8:
-        sys.exit("adduser: password must be at least 8 characters")
+    if len(password) < MIN_PASSWORD:
+        sys.exit(f"adduser: password must be at least {MIN_PASSWORD} characters")
     dialect = _dialect(args)
     migrate(dialect, log=lambda t: None)
     hashed = PasswordHasher._hash_sync(password, os.urandom(16), *_params())

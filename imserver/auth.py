@@ -18,7 +18,9 @@ from twisted.cred.portal import IRealm
 from twisted.internet import defer, threads
 from zope.interface import Attribute, Interface, implementer
 
+from imserver.clock import now_ms
 from imserver.errors import ImError
+from imserver.store import accounts
 
 # scrypt with N=2^14, r=8 uses 16 MiB per hash: memory-hard, about 50 ms on this class of machine.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
@@ -114,15 +116,15 @@ class PasswordChecker:
     # A real hash to verify against when the username is unknown, so timing does not tell.
     _DUMMY = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
-    def __init__(self, accounts, hasher):
-        self.accounts = accounts
+    def __init__(self, db, hasher):
+        self.db = db
         self.hasher = hasher
 
     def requestAvatarId(self, credentials):
         return defer.ensureDeferred(self._check(credentials.username, credentials.password))
 
     async def _check(self, username, password):
-        row = await self.accounts.credentials(username)
+        row = await self.db.run("credentials", accounts.credentials, username)
         ok = await self.hasher.verify(password, row[1] if row else self._DUMMY)
         if not (row and ok):
             raise cred_error.UnauthorizedLogin()
@@ -133,15 +135,16 @@ class PasswordChecker:
 class TokenChecker:
     credentialInterfaces = (ISessionToken,)
 
-    def __init__(self, accounts, clock):
-        self.accounts = accounts
+    def __init__(self, db, clock):
+        self.db = db
         self.clock = clock
 
     def requestAvatarId(self, credentials):
         return defer.ensureDeferred(self._check(credentials.token))
 
     async def _check(self, token):
-        row = await self.accounts.session_by_token(token_hash(token), now_ms(self.clock))
+        row = await self.db.run("session_by_token", accounts.session_by_token, token_hash(token),
+                                now_ms(self.clock))
         if row is None:
             raise cred_error.UnauthorizedLogin()
         session_id, user_id, device, username = row
@@ -150,11 +153,13 @@ class TokenChecker:
 
 @implementer(IRealm)
 class Realm:
-    """Turns a proven LoginId into a User, creating a session for password logins."""
+    """Turns a proven LoginId into a User, creating a session for password logins, and attaches
+    the connection (the mind) to this process's ``Connections`` as that user's."""
 
-    def __init__(self, accounts, notifier, clock, max_connections):
-        self.accounts = accounts
-        self.notifier = notifier
+    def __init__(self, db, connections, presence, clock, max_connections):
+        self.db = db
+        self.connections = connections
+        self.presence = presence
         self.clock = clock
         self.max_connections = max_connections
 
@@ -164,7 +169,7 @@ class Realm:
         return defer.ensureDeferred(self._avatar(avatarId, mind))
 
     async def _avatar(self, login, mind):
-        if self.notifier.connection_count(login.user_id) >= self.max_connections:
+        if await self.presence.device_count(login.user_id) >= self.max_connections:
             raise ImError("too_many_connections",
                           f"at most {self.max_connections} connections per user")
         token = None
@@ -172,11 +177,12 @@ class Realm:
         if session_id is None:
             token = secrets.token_urlsafe(32)
             device = mind.device or "unnamed"
-            session_id = await self.accounts.create_session(
-                login.user_id, token_hash(token), device, now_ms(self.clock))
+            session_id = await self.db.run("create_session", accounts.create_session,
+                                           login.user_id, token_hash(token), device,
+                                           now_ms(self.clock))
         user = User(login.user_id, login.username, session_id, device, token)
-        self.notifier.attach(user, mind.connection)
-        return IUser, user, lambda: self.notifier.detach(user, mind.connection)
+        self.connections.attach(user, mind.connection)
+        return IUser, user, lambda: self.connections.detach(user, mind.connection)
 
 
 class LoginThrottle:
@@ -226,7 +232,3 @@ class LoginThrottle:
         for key in keys:
             if key[0] == "user":
                 self._failures.pop(key, None)
-
-
-def now_ms(clock):
-    return int(clock.seconds() * 1000)

@@ -22,6 +22,8 @@ class Config:
     max_file_size: int = 4 * 1024 ** 3
     #: Bytes of files (and unfinished uploads) one user may hold; 0 means no quota.
     user_quota: int = 20 * 1024 ** 3
+    #: Bytes a second one download may take; 0 means unlimited. See ``imserver.policy``.
+    download_rate: int = 0
     #: Seconds an unfinished upload may sit idle before it and its partial data are removed.
     upload_expiry: float = 24 * 3600.0
     #: Instant upload of content the server holds: "global" (any user's, after a proof of

@@ -1,9 +1,11 @@
 """The op table: each op declares its fields once; one validator and one error mapping serve all.
 
-``OpTable.op(name, auth=..., **fields)`` registers a handler ``fn(ctx, **fields)`` returning a dict
-(directly, as a Deferred, or as a coroutine). ``dispatch`` turns a decoded request into a reply
-handed to a continuation: ``{"re": id, "ok": true, ...}`` or an error reply; an unexpected
-exception is logged once and the client sees only ``internal``.
+``OpTable.op(name, auth=..., **fields)`` declares a handler ``fn(ctx, **fields)`` returning a dict,
+or a ``Reply`` (the dict and the effects to announce), directly, as a Deferred, or as a
+coroutine. ``dispatch`` turns a decoded request into a reply handed to a continuation:
+``{"re": id, "ok": true, ...}`` or an error reply; a ``Reply``'s effects are announced (through
+``ctx.announce``) just before it. An unexpected exception is logged once and the client sees
+only ``internal``.
 """
 import inspect
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
 
+from imserver.effects import Reply
 from imserver.errors import ImError, bad_request
 
 _log = Logger()
@@ -122,6 +125,13 @@ class OpTable:
             return fn
         return register
 
+    def merge(self, other):
+        """Add every op of ``other`` (an OpTable); an op name declared twice is an error."""
+        for name, op in other.ops.items():
+            if name in self.ops:
+                raise ValueError(f"op {name!r} registered twice")
+            self.ops[name] = op
+
 
 def _request_id(request):
     rid = request.get("id")
@@ -146,7 +156,10 @@ def _resolve(table, ctx, request, rid):
     return op, op.arguments(request)
 
 
-def _ok(result, rid):
+def _ok(ctx, result, rid):
+    if type(result) is Reply:
+        ctx.announce(result.effects)
+        result = result.fields
     reply = {"re": rid, "ok": True}
     if result:
         reply.update(result)
@@ -171,7 +184,7 @@ def dispatch(table, ctx, request, respond):
     try:
         op, args = _resolve(table, ctx, request, rid)
         if op.answers:
-            answer = _Answer(rid, request, respond)
+            answer = _Answer(ctx, rid, request, respond)
             op.fn(ctx, answer, **args)
             return
         result = op.fn(ctx, **args)
@@ -183,20 +196,20 @@ def dispatch(table, ctx, request, respond):
         return
     if not isinstance(result, defer.Deferred):
         if not inspect.isawaitable(result):
-            respond(_ok(result, rid))
+            respond(_ok(ctx, result, rid))
             return
         result = defer.ensureDeferred(result)
-    result.addBoth(_Answer(rid, request, respond))
+    result.addBoth(_Answer(ctx, rid, request, respond))
 
 
 class _Answer:
     """Turns a handler's outcome into its reply: the ``answer`` callable given to an ``answers``
     handler, and the callback of a handler's Deferred. The first call is the reply."""
 
-    __slots__ = ("rid", "request", "respond")
+    __slots__ = ("ctx", "rid", "request", "respond")
 
-    def __init__(self, rid, request, respond):
-        self.rid, self.request, self.respond = rid, request, respond
+    def __init__(self, ctx, rid, request, respond):
+        self.ctx, self.rid, self.request, self.respond = ctx, rid, request, respond
 
     def __call__(self, result):
         respond, self.respond = self.respond, None
@@ -207,5 +220,5 @@ class _Answer:
         if isinstance(result, failure.Failure):
             respond(_failed(result, self.rid, self.request))
         else:
-            respond(_ok(result, self.rid))
+            respond(_ok(self.ctx, result, self.rid))
 

@@ -28,6 +28,8 @@ class Options(usage.Options):
         ["max-body", None, _D.max_body, "Longest message body, in characters.", int],
         ["max-file-size", None, _D.max_file_size, "Largest file one upload may declare, in bytes.", int],
         ["user-quota", None, _D.user_quota, "Bytes of files one user may store (0: no quota).", int],
+        ["download-rate", None, _D.download_rate,
+         "Bytes a second one download may take (0: unlimited).", int],
         ["upload-expiry", None, _D.upload_expiry,
          "Seconds an unfinished upload may sit idle before its partial data is removed.", float],
         ["instant-upload-scope", None, _D.instant_scope,
@@ -68,9 +70,10 @@ class Options(usage.Options):
             raise usage.UsageError("--instant-upload-scope is 'global' or 'user'")
         if self["upload-sync"] not in ("fsync", "none"):
             raise usage.UsageError("--upload-sync is 'fsync' or 'none'")
-        if self["max-file-size"] < 0 or self["user-quota"] < 0 or self["upload-expiry"] <= 0:
-            raise usage.UsageError("--max-file-size and --user-quota must not be negative, "
-                                   "--upload-expiry must be positive")
+        if min(self["max-file-size"], self["user-quota"], self["download-rate"]) < 0 \
+                or self["upload-expiry"] <= 0:
+            raise usage.UsageError("--max-file-size, --user-quota and --download-rate must not be "
+                                   "negative, --upload-expiry must be positive")
 
     def config(self):
         return Config(data_dir=self["data-dir"], db_url=self["db"], listen=list(self["listen"]),
@@ -80,6 +83,7 @@ class Options(usage.Options):
                       max_body=self["max-body"], square_rate=self["square-rate"],
                       square_burst=self["square-burst"], square_history=self["square-history"],
                       max_file_size=self["max-file-size"], user_quota=self["user-quota"],
+                      download_rate=self["download-rate"],
                       upload_expiry=self["upload-expiry"],
                       instant_scope=self["instant-upload-scope"],
                       upload_sync=self["upload-sync"],

@@ -22,6 +22,15 @@ from twisted.logger import Logger
 from twisted.protocols import tls
 
 _log = Logger()
+# Why private attributes: Twisted has no public way to ask "is anything queued before me?" or
+# "is this TLS connection plainly open?", and the answer decides whether bytes may skip the
+# queue without reordering. These are the attributes read, on Twisted 26.x; each is checked by
+# tests/test_output.py on real connections (test_the_private_state_send_now_reads_exists), so
+# a Twisted release that renames one fails that test instead of quietly reordering output.
+# Where an attribute is missing at run time the code takes the transport's own write path.
+TCP_STATE = ("_writeDisconnected", "dataBuffer", "_tempDataBuffer")
+TLS_STATE = ("_tlsConnection", "_aggregator", "_lostTLSConnection", "_appSendBuffer",
+             "_handshakeDone", "_aborted")
 #: Plaintext per TLS record (the protocol's maximum); Twisted's TLS transport cuts writes so too.
 _RECORD = 2 ** 14
 
@@ -37,8 +46,9 @@ def send_now(transport, data):
         _encrypt_now(transport, data)
         return
     if (isinstance(transport, tcp.Connection) and transport.connected
-            and not transport.disconnecting and not transport._writeDisconnected
-            and not transport.dataBuffer and not transport._tempDataBuffer):
+            and not transport.disconnecting and not getattr(transport, "_writeDisconnected", True)
+            and not getattr(transport, "dataBuffer", True)
+            and not getattr(transport, "_tempDataBuffer", True)):
         sent = transport.writeSomeData(data)
         if not isinstance(sent, int):
             # The connection is gone: the transport's own write path notices and closes it.

@@ -17,7 +17,12 @@ from imserver.output import send_now
 
 
 class Context:
-    """What a handler sees of its connection: the server's services and the logged-in user."""
+    """What a handler sees of its connection: the server's services, the logged-in user, the
+    peer's address, and logging the connection in and out. Handlers never write to the connection:
+    they return effects, which ``announce`` hands to the server's announcer for it.
+
+    ``conn`` is the connection as an opaque handle for the file engine, which streams a
+    download's bytes to it."""
 
     __slots__ = ("server", "conn")
 
@@ -28,6 +33,28 @@ class Context:
     @property
     def user(self):
         return self.conn.user
+
+    @property
+    def peer(self):
+        return self.conn.peer
+
+    @property
+    def peer_host(self):
+        return getattr(self.conn.peer, "host", "?")
+
+    @property
+    def connected(self):
+        return bool(self.conn.connected)
+
+    def announce(self, effects):
+        self.server.announce(effects, self.conn)
+
+    def log_in(self, user, logout):
+        """This connection is now ``user``'s session; ``logout()`` ends it (the realm's)."""
+        self.conn.set_session(user, logout)
+
+    def log_out(self):
+        self.conn.clear_session()
 
 
 @implementer(IPushProducer)
@@ -93,7 +120,7 @@ class ImProtocol(Int32StringReceiver):
             # its header then costs a quarter of a reactor turn instead of two.
             self.transport.bufferSize = 256 * 1024
         self.peer = self.transport.getPeer()
-        self.server.connections.add(self)
+        self.server.connections.opened(self)
 
     def dataReceived(self, data):
         # Replaces Int32StringReceiver's parser (its sendString, pauseProducing and
@@ -115,7 +142,10 @@ class ImProtocol(Int32StringReceiver):
     def stringReceived(self, payload):
         """One payload (bytes or a memoryview): binary frames go to the server as they are."""
         if wire.is_binary(payload):
-            self.server.binary_received(self.ctx, payload)
+            try:
+                self.server.binary_received(self.ctx, payload)
+            except ImError as e:
+                self.send_error(None, e)
             return
         try:
             request = wire.decode(payload)
@@ -205,10 +235,9 @@ class ImProtocol(Int32StringReceiver):
 
     def connectionLost(self, reason):
         self.connected = 0
-        self.server.connections.discard(self)
+        self.server.connections.closed(self)
         self.guard.stopProducing()
         self.clear_session()
-        self.server.connection_lost(self.ctx)
 
 
 class ImFactory(Factory):

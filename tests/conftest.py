@@ -142,7 +142,7 @@ class RunningServer:
         await defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in self.ports])
         self.server.close_connections()
         for _ in range(500):
-            if not self.server.connections and all(c.lost.called for c in self.clients):
+            if not self.server.connections.all and all(c.lost.called for c in self.clients):
                 break
             await task.deferLater(reactor, 0.01, lambda: None)
         await task.deferLater(reactor, 0, lambda: None)

@@ -1,4 +1,4 @@
-"""Small async helpers shared by the integration tests."""
+"""Small helpers shared by the tests."""
 import pytest
 from twisted.internet import defer, reactor, task
 
@@ -59,3 +59,16 @@ async def sync_all(client, since, limit):
         since, pages = page["next"], pages + 1
         if not page["more"]:
             return events, pages, since
+
+
+HELD = ("SELECT owner, SUM(size) FROM (SELECT owner, size FROM files "
+        "UNION ALL SELECT owner, size FROM uploads) AS held GROUP BY owner")
+
+
+def usage_both_ways(txn):
+    """A transaction function: ({user: bytes} summed from the files and uploads rows,
+    {user: bytes} the usage counters hold), users at zero left out."""
+    summed = {owner: int(n) for owner, n in txn.all(HELD)}
+    counted = {user: int(n) for user, n in txn.all("SELECT user_id, used_bytes FROM storage_used")
+               if n}
+    return summed, counted

@@ -12,8 +12,10 @@ from twisted.internet import defer, reactor, task
 from conftest import RunningServer, make_server
 from imclient import transfer
 from imclient.protocol import RemoteError
-from helpers import error_code
+from helpers import error_code, usage_both_ways
 from imserver.config import Config
+from imserver.policy import Policy
+from imserver.store import files as files_store
 from imserver.transfer import frames, uploads
 
 MiB = 1024 * 1024
@@ -81,6 +83,10 @@ def collect(client):
     seen = []
     client.subscribe(seen.append)
     return seen
+
+
+def refcount(rs, sha):
+    return rs.server.store.db.run("blob_refcount", files_store.refcount, sha)
 
 
 async def until(predicate, tries=500):
@@ -201,7 +207,7 @@ async def test_instant_upload_of_another_users_file_needs_the_right_proof(files,
 
     bob_file = await transfer.upload(bob, src, name="mine.bin")  # a new challenge, answered right
     assert bob_file != alice_file
-    assert await files.server.store.files.refcount(sha) == (2, 2)
+    assert await refcount(files, sha) == (2, 2)
     dest = str(tmp_path / "dest.bin")
     await transfer.download(bob, bob_file, dest)
     assert open(dest, "rb").read() == data
@@ -221,7 +227,7 @@ async def test_instant_scope_user_uploads_again_but_stores_once(files_user_scope
     assert reply["mode"] == "new"
     await bob.request("upload_cancel", upload=reply["upload"])
     await transfer.upload(bob, src)
-    assert await rs.server.store.files.refcount(sha) == (2, 2)
+    assert await refcount(rs, sha) == (2, 2)
     blobs = [f for _, _, fs in os.walk(tmp_path / "data" / "blobs") for f in fs]
     assert blobs == [sha]
 
@@ -236,7 +242,7 @@ async def test_access_is_owner_or_granted(files, tmp_path):
     assert await error_code(bob.request("download", file=file_id + 100)) == "not_found"
     assert await error_code(bob.request("file_delete", file=file_id)) == "not_found"
     assert await error_code(alice.request("download", file=file_id, offset=1001)) == "bad_request"
-    await files.server.store.files.grant(file_id, user_id=bob.user_id)
+    await files.server.store.db.run("file_grant", files_store.grant, file_id, user_id=bob.user_id)
     await transfer.download(bob, file_id, dest)
     assert os.path.getsize(dest) == 1000
     await alice.request("file_delete", file=file_id)
@@ -322,6 +328,59 @@ async def test_limits_are_refused_up_front(store, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_usage_counters_follow_the_engines_uploads_cancels_and_deletes(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    done_file = await transfer.upload(alice, make_file(tmp_path, 70_000, "a.bin"))
+    shared = make_file(tmp_path, 50_000, "shared.bin", seed=1)
+    await transfer.upload(alice, shared)
+    await transfer.upload(bob, shared)  # instant, after a proof
+    await transfer.upload(alice, str(tmp_path / "a.bin"))  # instant: her own content
+    unfinished = {}
+    for name, seed in (("cancelled", 2), ("left", 3)):
+        src = make_file(tmp_path, 30_000, name, seed=seed)
+        begin = await alice.request("upload_begin", name=name, size=30_000, sha256=digest(src))
+        send_range(alice, begin["upload"], open(src, "rb").read(), 0, 10_000)
+        unfinished[name] = begin["upload"]
+    await alice.request("upload_cancel", upload=unfinished["cancelled"])
+    with pytest.raises(RemoteError):  # discarded: its bytes stop counting
+        await transfer.upload(alice, make_file(tmp_path, 20_000, "lie.bin", seed=4),
+                              size=20_000, sha256=hashlib.sha256(b"other").hexdigest())
+    await alice.request("file_delete", file=done_file)
+    summed, counted = await files.server.store.db.run("usage", usage_both_ways)
+    assert summed == counted == {alice.user_id: 70_000 + 50_000 + 30_000, bob.user_id: 50_000}
+
+
+class PerUserQuota(Policy):
+    """A policy whose quota differs per user, as a tier table's would."""
+
+    def __init__(self, config, quotas):
+        super().__init__(config)
+        self.quotas = quotas
+
+    def quota(self, user_id):
+        return defer.succeed(self.quotas[user_id])
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_engine_asks_the_policy_for_each_users_quota(files, tmp_path):
+    alice, bob = await files.user("alice"), await files.user("bob")
+    src = make_file(tmp_path, 1000)
+    files.server.files.policy = PerUserQuota(files.server.config,
+                                             {alice.user_id: 999, bob.user_id: 1000})
+    sha = digest(src)
+    assert await error_code(alice.request("upload_begin", name="a", size=1000, sha256=sha)) == \
+        "quota_exceeded"
+    await transfer.upload(bob, src)
+    reply = await alice.request("upload_begin", name="a", size=1000, sha256=sha)
+    assert reply["mode"] == "challenge"  # bob's content: the proof is checked against her quota
+    c = reply["challenge"]
+    data = open(src, "rb").read()[c["offset"]:c["offset"] + c["length"]]
+    assert await error_code(alice.request("upload_proof", challenge=c["id"],
+                                          proof=transfer.proof(c["nonce"], data))) == \
+        "quota_exceeded"
+
+
+@pytest_twisted.ensureDeferred
 async def test_unfinished_uploads_expire(files, tmp_path):
     clock = task.Clock()
     engine = files.server.files
@@ -370,7 +429,7 @@ async def test_slow_downloader_pauses_disk_reads(files, tmp_path):
     size = 20 * MiB
     file_id = await transfer.upload(alice, make_file(tmp_path, size))
     # Small kernel buffers, so what the socket absorbs is bounded; then stop reading.
-    server_conn = [p for p in files.server.connections if p.user.user_id == alice.user_id][0]
+    server_conn = [p for p in files.server.connections.all if p.user.user_id == alice.user_id][0]
     server_conn.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     alice.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     alice.transport.pauseProducing()
@@ -392,6 +451,37 @@ async def test_slow_downloader_pauses_disk_reads(files, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
+async def test_download_at_a_limited_rate_is_paced_on_the_engines_clock(store, tmp_path):
+    rate = 512 * 1024
+    rs = await start(store, tmp_path, download_rate=rate)
+    try:
+        alice = await rs.user("alice")
+        src = make_file(tmp_path, 2 * MiB + 7)
+        file_id = await transfer.upload(alice, src)
+        engine, clock = rs.server.files, task.Clock()
+        engine.clock = clock  # the paced waits run on the engine's clock: simulated time
+        dest = tmp_path / "dest.bin"
+        d = transfer.download(alice, file_id, str(dest))
+        await until(lambda: engine.downloads)
+        producer = list(engine.downloads.values())[0]
+        chunk = producer.chunk
+        assert chunk == rate // 10
+        await until(lambda: dest.exists() and dest.stat().st_size == chunk)  # the burst
+        steps = 0
+        while not d.called:
+            clock.advance(0.1)
+            steps += 1
+            # Never ahead of the rate (a hair's slack for float sums), and what was sent arrives.
+            assert producer.pos <= chunk + rate * steps / 10 + 1
+            await until(lambda: d.called or dest.stat().st_size == producer.pos)
+        assert (await d)["size"] == os.path.getsize(dest) and digest(dest) == digest(src)
+        # At the rate throughout: one step per tenth of a second's bytes, give or take one.
+        assert abs(steps - (os.path.getsize(src) - chunk) / (rate / 10)) <= 1
+    finally:
+        await stop(rs)
+
+
+@pytest_twisted.ensureDeferred
 async def test_deleting_the_last_reference_while_the_same_content_finishes_uploading(
         files_user_scope, tmp_path):
     rs = files_user_scope
@@ -407,11 +497,11 @@ async def test_deleting_the_last_reference_while_the_same_content_finishes_uploa
         send_range(bob, upload_id, data, 0, len(data))  # the last chunk starts the commit
         await alice.request("file_delete", file=alice_file)
         await until(lambda: any(m.get("op") == "upload_done" for m in done))
-        assert await rs.server.store.files.refcount(sha) == (1, 1)
+        assert await refcount(rs, sha) == (1, 1)
         assert blob.read_bytes() == data  # bob's file kept its bytes
         bob_file = [m for m in done if m.get("op") == "upload_done"][0]["file"]
         await bob.request("file_delete", file=bob_file)
-        assert await rs.server.store.files.refcount(sha) == (0, 0)
+        assert await refcount(rs, sha) == (0, 0)
         assert not blob.exists()
 
 

@@ -162,11 +162,12 @@ async def test_an_alias_reaches_my_other_devices_and_my_stream_only(running):
 
 
 class _PresenceServer:
-    """Just what the Broadcaster uses: reads it answers by hand, and a status to read."""
+    """Just what the Broadcaster uses: reads it answers by hand, a status to read, and the
+    effects it announces."""
 
     def __init__(self):
         self.reads, self.pushed, self.state = [], [], {"online": True, "status": "online", "text": ""}
-        self.notifier = self
+        self.presence = self
 
     def read(self, desc, fn, *args):
         d = defer.Deferred()
@@ -174,10 +175,11 @@ class _PresenceServer:
         return d
 
     def status(self, user_id):
-        return dict(self.state)
+        return defer.succeed(dict(self.state))
 
-    def push(self, user_id, push):
-        self.pushed.append((user_id, push["online"]))
+    def announce(self, effects, origin=None):
+        for effect in effects:
+            self.pushed.extend((user_id, effect.payload["online"]) for user_id in effect.users)
 
 
 def test_a_presence_broadcast_that_finishes_late_still_sends_the_current_status():
@@ -190,3 +192,19 @@ def test_a_presence_broadcast_that_finishes_late_still_sends_the_current_status(
     second.callback([2])
     first.callback([2])  # the first read finishes last
     assert server.pushed == [(2, False), (2, False)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_replies_of_friend_changes_carry_the_pos_of_my_newest_entry(running):
+    alice, bob = await running.user("alice"), await running.user("bob")
+    request = await alice.request("friend_request", user=bob.user_id, greeting="hi")
+    accept = await bob.request("friend_accept", user=alice.user_id)
+    alias = await alice.request("friend_alias", user=bob.user_id, alias="B")
+    for client, reply, last_type in ((alice, request, "friend_request"), (bob, accept, "friend_added"),
+                                     (alice, alias, "friend_alias")):
+        events = (await client.request("sync", since=reply["pos"] - 1))["events"]
+        assert [(e["pos"], e["type"]) for e in events][:1] == [(reply["pos"], last_type)]
+    # A refused change writes nothing to the stream.
+    mark = (await alice.request("sync", since=0))["next"]
+    assert await error_code(alice.request("unblock", user=bob.user_id)) == "not_found"
+    assert (await alice.request("sync", since=mark))["events"] == []

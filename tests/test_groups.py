@@ -299,3 +299,18 @@ async def test_groups_are_bounded_by_max_group_members(running):
     assert await error_code(dave.request("group_join", group=gid)) == "too_large"
     await bob.request("group_leave", group=gid)
     await dave.request("group_join", group=gid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_replies_of_group_changes_carry_the_pos_of_my_newest_entry(running):
+    gid, users = await staffed_group(running)
+    owner, mem1 = users["owner"], users["mem1"]
+    update = await owner.request("group_update", group=gid, announcement="read me")
+    assert update["changed"] == ["announcement"]
+    events = (await owner.request("sync", since=update["pos"] - 1))["events"]
+    assert (events[0]["pos"], events[0]["type"]) == (update["pos"], "group_updated")
+    sent = await mem1.request("group_send", group=gid, body="hello", client_id="c1")
+    read = await owner.request("group_mark_read", group=gid, msg_id=sent["msg_id"])
+    assert read["moved"] and read["pos"] > sent["pos"]
+    again = await owner.request("group_mark_read", group=gid, msg_id=sent["msg_id"])
+    assert again == {"re": again["re"], "ok": True, "moved": False}  # nothing written: no pos

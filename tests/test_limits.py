@@ -54,11 +54,11 @@ async def test_three_gigabyte_declared_length_is_refused_without_buffering(runni
 @pytest_twisted.ensureDeferred
 async def test_slow_reader_is_dropped_while_others_are_served(running):
     running.server.config.max_pending_output = 256 * 1024
-    for conn in list(running.server.connections):
+    for conn in list(running.server.connections.all):
         conn.guard.limit = 256 * 1024
     slow = await running.client()
     fast = await running.client()
-    server_side = [p for p in running.server.connections if p.peer.port == slow.transport.getHost().port]
+    server_side = [p for p in running.server.connections.all if p.peer.port == slow.transport.getHost().port]
     assert len(server_side) == 1
     server_conn = server_side[0]
     server_conn.guard.limit = 256 * 1024

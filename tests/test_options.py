@@ -29,3 +29,10 @@ def test_file_options_defaults_and_values():
 def test_bad_file_options_are_refused(argv):
     with pytest.raises(usage.UsageError):
         parse(*argv)
+
+
+def test_download_rate_option():
+    assert parse().download_rate == 0
+    assert parse("--download-rate", "65536").download_rate == 65536
+    with pytest.raises(usage.UsageError):
+        parse("--download-rate", "-1")

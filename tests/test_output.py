@@ -290,3 +290,21 @@ def test_send_now_on_a_closing_tls_connection_leaves_it_to_the_transport(tls_pai
     send_now(transport, b" and more")  # after loseConnection: dropped, as write drops it
     yield lost
     assert bytes(client.data) == b"last words"
+
+
+def test_the_private_state_send_now_reads_exists(tcp_pair, tls_pair):
+    """output.py reads Twisted's private transport state (TCP_STATE, TLS_STATE, and why there):
+    this fails, naming the attribute, on a Twisted release that renames one."""
+    from imserver.output import TCP_STATE, TLS_STATE
+
+    tcp_transport, _ = tcp_pair
+    tls_transport, _ = tls_pair
+    missing = [f"tcp.Connection.{a}" for a in TCP_STATE if not hasattr(tcp_transport, a)]
+    missing += [f"TLSMemoryBIOProtocol.{a}" for a in TLS_STATE if not hasattr(tls_transport, a)]
+    missing += [f"(TLS's socket) tcp.Connection.{a}" for a in TCP_STATE
+                if not hasattr(tls_transport.transport, a)]
+    assert missing == []
+    # And they mean what send_now takes them to mean on an open, idle connection.
+    assert not tcp_transport._writeDisconnected and not tcp_transport.dataBuffer
+    assert tls_transport._handshakeDone and not tls_transport._lostTLSConnection
+    assert not tls_transport._appSendBuffer and not tls_transport._aborted

@@ -12,15 +12,17 @@ from imserver.dispatch import Int, OpTable, Str
 from imserver.errors import ImError
 from imserver.output import Coalescer
 from imserver.protocol import ImProtocol
-from imserver.registry import LocalRegistry
+from imserver.announce import Announcer
+from imserver.connections import Connections
+from imserver.notifier import LocalNotifier
 
 
 class FakeServer:
     def __init__(self, ops, **config):
         self.config = Config(**config)
         self.ops = ops
-        self.connections = set()
-        self.notifier = LocalRegistry()
+        self.connections = Connections()
+        self.announcer = Announcer(LocalNotifier(self.connections), self.connections)
         self.output = Coalescer()
         self.clock = task.Clock()
         self.binary = []
@@ -28,8 +30,8 @@ class FakeServer:
     def binary_received(self, ctx, payload):
         self.binary.append(payload)
 
-    def connection_lost(self, ctx):
-        pass
+    def announce(self, effects, origin=None):
+        self.announcer.announce(effects, origin)
 
 
 def make_ops():

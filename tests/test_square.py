@@ -7,7 +7,6 @@ from conftest import RunningServer, make_server
 from helpers import Pushes, error_code, quiet
 from imclient.protocol import RemoteError
 from imserver.config import Config
-from imserver.handlers.square import TokenBucket
 
 
 @pytest_twisted.ensureDeferred
@@ -41,7 +40,7 @@ async def test_listeners_hear_posts_and_history_pages_back(running):
 @pytest_twisted.ensureDeferred
 async def test_posting_is_rate_limited_per_user(running):
     clock = task.Clock()
-    running.server.square.limiter.clock = clock  # the bucket's time is injected
+    running.server.state["square"].clock = clock  # the bucket's time is injected
     burst = running.server.config.square_burst
     alice, bob = await running.user("alice"), await running.user("bob")
     for i in range(burst):
@@ -55,21 +54,6 @@ async def test_posting_is_rate_limited_per_user(running):
     assert await error_code(alice.request("square_send", body="empty again")) == "rate_limited"
     bodies = [m["body"] for m in (await bob.request("square_history", limit=200))["messages"]]
     assert "one too many" not in bodies and "refilled" in bodies
-
-
-def test_token_bucket_refills_at_rate_up_to_burst():
-    clock = task.Clock()
-    bucket = TokenBucket(clock, rate=2.0, burst=3)
-    for _ in range(3):
-        bucket.take("k")
-    with pytest.raises(Exception) as info:
-        bucket.take("k")
-    assert info.value.extra["retry_after"] == pytest.approx(0.5)
-    clock.advance(10)  # refills to the burst, not beyond
-    for _ in range(3):
-        bucket.take("k")
-    with pytest.raises(Exception):
-        bucket.take("k")
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """Connection-level ops: ``hello`` (version negotiation) and ``ping``."""
 from imserver import PROTOCOL_VERSION, __version__
 from imserver.dispatch import Int, Str
+from imserver.domain import Domain
 from imserver.errors import ImError
-from imserver.handlers import ops
+
+domain = Domain("core")
 
 SUPPORTED = (PROTOCOL_VERSION,)
 
 
-@ops.op("hello", auth=False, protocol=Int(required=False), client=Str(required=False, max_len=100))
+@domain.op("hello", auth=False, protocol=Int(required=False), client=Str(required=False, max_len=100))
 def hello(ctx, protocol, client):
     if protocol is not None and protocol not in SUPPORTED:
         raise ImError("bad_request", f"protocol {protocol} is not supported; this server speaks "
@@ -16,6 +18,6 @@ def hello(ctx, protocol, client):
             "protocols": list(SUPPORTED), "limits": ctx.server.config.limits()}
 
 
-@ops.op("ping", auth=False)
+@domain.op("ping", auth=False)
 def ping(ctx):
     return {"ts": ctx.server.now_ms()}

@@ -4,61 +4,64 @@ The rules and the bytes live in the transfer engine (``ctx.server.files``); chun
 frames never pass through here. Wire shapes are in docs/protocol.rst under "Files".
 """
 from imserver.dispatch import Int, Str
+from imserver.domain import Domain
 from imserver.errors import ImError
-from imserver.handlers import ops
+from imserver.store import files as store
+
+domain = Domain("files")
 
 _ID = dict(min=1)
 
 
-@ops.op("upload_begin", name=Str(max_len=255), size=Int(min=0), sha256=Str(max_len=64),
+@domain.op("upload_begin", name=Str(max_len=255), size=Int(min=0), sha256=Str(max_len=64),
         mime=Str(required=False, default="application/octet-stream", max_len=127))
 async def upload_begin(ctx, name, size, sha256, mime):
     return await ctx.server.files.begin(ctx.user.user_id, name, size, sha256, mime)
 
 
-@ops.op("upload_proof", challenge=Str(max_len=64), proof=Str(max_len=64))
+@domain.op("upload_proof", challenge=Str(max_len=64), proof=Str(max_len=64))
 async def upload_proof(ctx, challenge, proof):
     return await ctx.server.files.proof(ctx.user.user_id, challenge, proof)
 
 
-@ops.op("upload_status", upload=Int(**_ID))
+@domain.op("upload_status", upload=Int(**_ID))
 async def upload_status(ctx, upload):
     return await ctx.server.files.status(ctx.user.user_id, upload)
 
 
-@ops.op("upload_cancel", upload=Int(**_ID))
+@domain.op("upload_cancel", upload=Int(**_ID))
 async def upload_cancel(ctx, upload):
     await ctx.server.files.cancel(ctx.user.user_id, upload)
     return {}
 
 
-@ops.op("download", file=Int(**_ID), offset=Int(required=False, default=0, min=0),
+@domain.op("download", file=Int(**_ID), offset=Int(required=False, default=0, min=0),
         length=Int(required=False, min=0))
 async def download(ctx, file, offset, length):
     return await ctx.server.files.download(ctx.conn, ctx.user.user_id, file, offset, length)
 
 
-@ops.op("download_cancel", download=Int(**_ID))
+@domain.op("download_cancel", download=Int(**_ID))
 def download_cancel(ctx, download):
     ctx.server.files.cancel_download(ctx.conn, download)
     return {}
 
 
-@ops.op("file_info", file=Int(**_ID))
+@domain.op("file_info", file=Int(**_ID))
 async def file_info(ctx, file):
-    info = await ctx.server.store.files.readable(file, ctx.user.user_id)
+    info = await ctx.server.read("file_readable", store.readable_file, file, ctx.user.user_id)
     if info is None:
         raise ImError("not_found", "no such file")
     return {"file": _public(info)}
 
 
-@ops.op("files_list", limit=Int(required=False, default=100, min=1, max=1000))
+@domain.op("files_list", limit=Int(required=False, default=100, min=1, max=1000))
 async def files_list(ctx, limit):
-    rows = await ctx.server.store.files.list(ctx.user.user_id, limit)
+    rows = await ctx.server.read("files_list", store.list_files, ctx.user.user_id, limit)
     return {"files": [_public(r) for r in rows]}
 
 
-@ops.op("file_delete", file=Int(**_ID))
+@domain.op("file_delete", file=Int(**_ID))
 async def file_delete(ctx, file):
     await ctx.server.files.delete(ctx.user.user_id, file)
     return {}

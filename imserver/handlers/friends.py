@@ -1,13 +1,16 @@
-"""Friend ops: requests, accept/reject, remove, block/unblock, alias, lists."""
-from twisted.internet import defer
-from twisted.logger import Logger
+"""Friend ops: requests, accept/reject, remove, block/unblock, alias, lists.
 
+Every change is a stream write; its reply carries ``pos`` (the acting user's newest entry) and
+the other devices concerned get the entries as pushes. A user who logs in is sent the friend
+requests that wait for them.
+"""
 from imserver.dispatch import Int, Str
+from imserver.domain import Domain
+from imserver.effects import Direct, entries, reply_with_pos
 from imserver.errors import ImError
-from imserver.handlers import ops
 from imserver.store import friends as store
 
-_log = Logger()
+domain = Domain("friends")
 
 
 def _not_me(ctx, user):
@@ -15,90 +18,81 @@ def _not_me(ctx, user):
         raise ImError("bad_request", "that is you")
 
 
-async def _write(ctx, fn, *args):
-    """Run a friends write in the next group commit and publish its events after the commit."""
-    server = ctx.server
+async def _write(ctx, fn, *args, fields=None):
+    """Run a friends write in the next group commit; the reply (``fields`` and ``pos``) with
+    the committed events as new stream entries. ``fn`` returns its events, or
+    ``(status, events)``, when ``status`` becomes the reply's ``status``."""
+    server, me = ctx.server, ctx.user.user_id
     # Exclusive: a send batch checks friendships before it takes the position lock, so none
     # may overlap a batch that changes them.
-    result = await server.write(fn, ctx.user.user_id, *args, server.now_ms(), exclusive=True)
-    events = result[1] if isinstance(result, tuple) else result
-    server.publish(events, exclude=ctx.conn)
-    return result
+    result = await server.write(fn, me, *args, server.now_ms(), exclusive=True)
+    fields = dict(fields or {})
+    if isinstance(result, tuple):
+        fields["status"], result = result
+    return reply_with_pos(fields, entries(result), me)
 
 
-@ops.op("friend_request", user=Int(), greeting=Str(required=False, default="", max_len=255))
-async def friend_request(ctx, user, greeting):
+@domain.op("friend_request", user=Int(), greeting=Str(required=False, default="", max_len=255))
+def friend_request(ctx, user, greeting):
     _not_me(ctx, user)
-    status, _ = await _write(ctx, store.request, user, greeting)
-    return {"status": status}
+    return _write(ctx, store.request, user, greeting)
 
 
-@ops.op("friend_accept", user=Int())
-async def friend_accept(ctx, user):
-    await _write(ctx, store.accept, user)
-    return {}
+@domain.op("friend_accept", user=Int())
+def friend_accept(ctx, user):
+    return _write(ctx, store.accept, user)
 
 
-@ops.op("friend_reject", user=Int())
-async def friend_reject(ctx, user):
-    await _write(ctx, store.reject, user)
-    return {}
+@domain.op("friend_reject", user=Int())
+def friend_reject(ctx, user):
+    return _write(ctx, store.reject, user)
 
 
-@ops.op("friend_remove", user=Int())
-async def friend_remove(ctx, user):
-    await _write(ctx, store.remove, user)
-    return {}
+@domain.op("friend_remove", user=Int())
+def friend_remove(ctx, user):
+    return _write(ctx, store.remove, user)
 
 
-@ops.op("block", user=Int())
-async def block(ctx, user):
+@domain.op("block", user=Int())
+def block(ctx, user):
     _not_me(ctx, user)
-    await _write(ctx, store.block, user)
-    return {}
+    return _write(ctx, store.block, user)
 
 
-@ops.op("unblock", user=Int())
-async def unblock(ctx, user):
-    await _write(ctx, store.unblock, user)
-    return {}
+@domain.op("unblock", user=Int())
+def unblock(ctx, user):
+    return _write(ctx, store.unblock, user)
 
 
-@ops.op("friend_alias", user=Int(), alias=Str(max_len=64))
-async def friend_alias(ctx, user, alias):
-    await _write(ctx, store.set_alias, user, alias)
-    return {}
+@domain.op("friend_alias", user=Int(), alias=Str(max_len=64))
+def friend_alias(ctx, user, alias):
+    return _write(ctx, store.set_alias, user, alias)
 
 
-@ops.op("friends")
+@domain.op("friends")
 async def friends(ctx):
     rows = await ctx.server.read("friends", store.friends, ctx.user.user_id)
+    statuses = await ctx.server.presence.statuses([row["user_id"] for row in rows])
     for row in rows:
-        row.update(ctx.server.notifier.status(row["user_id"]))
+        row.update(statuses[row["user_id"]])
     return {"friends": rows}
 
 
-@ops.op("friend_requests")
+@domain.op("friend_requests")
 async def friend_requests(ctx):
     incoming, outgoing = await ctx.server.read("friend_requests", store.pending, ctx.user.user_id)
     return {"incoming": incoming, "outgoing": outgoing}
 
 
-@ops.op("blocked")
+@domain.op("blocked")
 async def blocked(ctx):
     return {"users": await ctx.server.read("blocked", store.blocked, ctx.user.user_id)}
 
 
-async def _push_pending_requests(ctx, user):
-    incoming, _ = await ctx.server.read("friend_requests", store.pending, user.user_id)
-    for request in incoming:
-        ctx.conn.send({"op": "friend_request", "from": request["user_id"], "to": user.user_id,
-                       "greeting": request["greeting"], "ts": request["created"], "pending": True})
-
-
-def install(server):
-    """Requests made while a user was offline are pushed to them when they log in."""
-    def on_login(ctx, user):
-        defer.ensureDeferred(_push_pending_requests(ctx, user)).addErrback(
-            lambda f: _log.failure("pushing pending friend requests failed", f))
-    server.login_hooks.append(on_login)
+@domain.on_login
+async def pending_requests(server, user, peer, device):
+    """Requests made while a user was offline are pushed to the connection that logs in."""
+    incoming, _ = await server.read("friend_requests", store.pending, user.user_id)
+    return [Direct({"op": "friend_request", "from": r["user_id"], "to": user.user_id,
+                    "greeting": r["greeting"], "ts": r["created"], "pending": True})
+            for r in incoming]

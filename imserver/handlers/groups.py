@@ -1,46 +1,37 @@
 """Group ops: create, membership, roles, settings, and group messages (send, history, read).
 
 Every change is a stream write through the GroupCommitter; once it has committed, its events are
-pushed to the members it concerns (the acting connection gets the reply instead). Who may do
-what is ``imserver.group_rules``.
+new entries in the streams of the members it concerns (the acting connection gets the reply,
+with ``pos``, instead of a push). Group messages and events reach members' streams through this
+domain's stream source. Who may do what is ``imserver.group_rules``.
 """
 import functools
 
 from imserver.dispatch import Int, List, Obj, Str
+from imserver.domain import Domain
+from imserver.effects import Entries, Reply, as_push, entries, reply_with_pos
 from imserver.errors import ImError
 from imserver.group_rules import POLICIES
-from imserver.handlers import ops
 from imserver.handlers.messages import check_text, file_reference
 from imserver.store import group_messages as messages_store
 from imserver.store import files as files_store
 from imserver.store import groups as store
 
+domain = Domain("groups")
+domain.source(messages_store.stream_source)
+domain.batch("group_send", messages_store.send_batch)
 NAME = dict(max_len=64)
 ANNOUNCEMENT = dict(max_len=1000)
 
 
-def as_push(event):
-    push = {"op": event["type"]}
-    push.update(event)
-    del push["type"]
-    return push
-
-
-def publish(ctx, pairs):
-    """Push committed ``[(recipients, event)]`` to every recipient's devices, encoding each once."""
-    for recipients, event in pairs or ():
-        ctx.server.notifier.push_many(recipients, as_push(event), exclude=ctx.conn)
-
-
-async def _write(ctx, fn, *args):
-    server = ctx.server
-    result = await server.write(fn, ctx.user.user_id, *args, server.now_ms())
-    if isinstance(result, tuple):
-        status, pairs = result
-        publish(ctx, pairs)
-        return status
-    publish(ctx, result)
-    return result
+async def _write(ctx, fn, *args, reply=lambda result: {}):
+    """Run a group change in the next group commit. ``fn`` returns ``[(recipients, event)]``
+    (or ``(status, pairs)``); ``reply(status or pairs)`` makes the reply's fields, to which
+    ``pos`` is added when the change wrote to the acting user's stream."""
+    server, me = ctx.server, ctx.user.user_id
+    result = await server.write(fn, me, *args, server.now_ms())
+    status, pairs = result if isinstance(result, tuple) else (result, result)
+    return reply_with_pos(reply(status), entries(pairs), me)
 
 
 def _sized(ctx, fn):
@@ -61,88 +52,84 @@ def _user_ids(members):
     return members
 
 
-@ops.op("group_create", name=Str(**NAME), members=List(required=False, default=[]),
+@domain.op("group_create", name=Str(**NAME), members=List(required=False, default=[]),
         join_policy=Str(required=False, default="approval", choices=POLICIES))
 async def group_create(ctx, name, members, join_policy):
-    group_id = await _write(ctx, _sized(ctx, store.create), _name(name), _user_ids(members), join_policy)
-    return {"group_id": group_id}
+    return await _write(ctx, _sized(ctx, store.create), _name(name), _user_ids(members), join_policy,
+                        reply=lambda group_id: {"group_id": group_id})
 
 
-@ops.op("group_info", group=Int())
+@domain.op("group_info", group=Int())
 async def group_info(ctx, group):
     return {"group": await ctx.server.read("group_info", store.info, ctx.user.user_id, group)}
 
 
-@ops.op("groups")
+@domain.op("groups")
 async def groups(ctx):
     return {"groups": await ctx.server.read("groups", store.my_groups, ctx.user.user_id)}
 
 
-@ops.op("group_members", group=Int())
+@domain.op("group_members", group=Int())
 async def group_members(ctx, group):
     rows = await ctx.server.read("group_members", store.members, ctx.user.user_id, group)
+    statuses = await ctx.server.presence.statuses([row["user_id"] for row in rows])
     for row in rows:
-        row.update(ctx.server.notifier.status(row["user_id"]))
+        row.update(statuses[row["user_id"]])
     return {"members": rows}
 
 
-@ops.op("group_requests", group=Int())
+@domain.op("group_requests", group=Int())
 async def group_requests(ctx, group):
     return {"requests": await ctx.server.read("group_requests", store.requests, ctx.user.user_id, group)}
 
 
-@ops.op("group_invite", group=Int(), user=Int())
+@domain.op("group_invite", group=Int(), user=Int())
 async def group_invite(ctx, group, user):
-    return {"status": await _write(ctx, _sized(ctx, store.invite), group, user)}
+    return await _write(ctx, _sized(ctx, store.invite), group, user, reply=_status)
 
 
-@ops.op("group_join", group=Int())
+@domain.op("group_join", group=Int())
 async def group_join(ctx, group):
-    await _write(ctx, _sized(ctx, store.join), group)
-    return {}
+    return await _write(ctx, _sized(ctx, store.join), group)
 
 
-@ops.op("group_join_request", group=Int(), greeting=Str(required=False, default="", max_len=255))
+@domain.op("group_join_request", group=Int(), greeting=Str(required=False, default="", max_len=255))
 async def group_join_request(ctx, group, greeting):
-    return {"status": await _write(ctx, _sized(ctx, store.join_request), group, greeting)}
+    return await _write(ctx, _sized(ctx, store.join_request), group, greeting, reply=_status)
 
 
-@ops.op("group_approve", group=Int(), user=Int())
+@domain.op("group_approve", group=Int(), user=Int())
 async def group_approve(ctx, group, user):
-    await _write(ctx, _sized(ctx, store.approve), group, user)
-    return {}
+    return await _write(ctx, _sized(ctx, store.approve), group, user)
 
 
-@ops.op("group_deny", group=Int(), user=Int())
+@domain.op("group_deny", group=Int(), user=Int())
 async def group_deny(ctx, group, user):
-    await _write(ctx, store.deny, group, user)
-    return {}
+    return await _write(ctx, store.deny, group, user)
 
 
-@ops.op("group_leave", group=Int())
+@domain.op("group_leave", group=Int())
 async def group_leave(ctx, group):
-    await _write(ctx, store.leave, group)
-    return {}
+    return await _write(ctx, store.leave, group)
 
 
-@ops.op("group_kick", group=Int(), user=Int())
+@domain.op("group_kick", group=Int(), user=Int())
 async def group_kick(ctx, group, user):
-    await _write(ctx, store.kick, group, user)
-    return {}
+    return await _write(ctx, store.kick, group, user)
 
 
-@ops.op("group_set_role", group=Int(), user=Int(), role=Str(choices=("admin", "member")))
+@domain.op("group_set_role", group=Int(), user=Int(), role=Str(choices=("admin", "member")))
 async def group_set_role(ctx, group, user, role):
-    return {"changed": bool(await _write(ctx, store.set_role, group, user, role))}
+    return await _write(ctx, store.set_role, group, user, role,
+                        reply=lambda pairs: {"changed": bool(pairs)})
 
 
-@ops.op("group_transfer", group=Int(), user=Int())
+@domain.op("group_transfer", group=Int(), user=Int())
 async def group_transfer(ctx, group, user):
-    await _write(ctx, store.transfer, group, user)
-    return {}
+    return await _write(ctx, store.transfer, group, user)
 
 
-@ops.op("group_update", group=Int(), name=Str(required=False, **NAME),
+@domain.op("group_update", group=Int(), name=Str(required=False, **NAME),
         announcement=Str(required=False, **ANNOUNCEMENT),
         join_policy=Str(required=False, choices=POLICIES))
 async def group_update(ctx, group, name, announcement, join_policy):
@@ -152,17 +139,16 @@ async def group_update(ctx, group, name, announcement, join_policy):
         raise ImError("bad_request", "give at least one of: name, announcement, join_policy")
     if "name" in changes:
         changes["name"] = _name(changes["name"])
-    pairs = await _write(ctx, store.update, group, changes)
-    return {"changed": sorted(k for k in pairs[0][1] if k in changes) if pairs else []}
+    return await _write(ctx, store.update, group, changes, reply=lambda pairs: {
+        "changed": sorted(k for k in pairs[0][1] if k in changes) if pairs else []})
 
 
-@ops.op("group_disband", group=Int())
+@domain.op("group_disband", group=Int())
 async def group_disband(ctx, group):
-    await _write(ctx, store.disband, group)
-    return {}
+    return await _write(ctx, store.disband, group)
 
 
-@ops.op("group_send", group=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
+@domain.op("group_send", group=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
         file=Obj(required=False))
 async def group_send(ctx, group, body, client_id, file):
     server, me = ctx.server, ctx.user.user_id
@@ -170,19 +156,19 @@ async def group_send(ctx, group, body, client_id, file):
     check_text(server.config, body, client_id, allow_empty=file is not None)
     job = messages_store.GroupSend(me, group, client_id, body, server.now_ms(), file)
     event, duplicate, members = await server.writer.submit("group_send", job)
+    effects = []
     if not duplicate:
         push = as_push(event)
         mentioned = event["mentions"]
-        notifier = server.notifier
         if mentioned:
-            notifier.push_many(mentioned, dict(push, mentioned=True), exclude=ctx.conn)
-            members = [m for m in members if m not in mentioned]
-        notifier.push_many(members, push, exclude=ctx.conn)
-    return {"msg_id": event["msg_id"], "seq": event["seq"], "pos": event["pos"], "ts": event["ts"],
-            "duplicate": duplicate}
+            effects.append(Entries(tuple(mentioned), dict(push, mentioned=True)))
+            members = tuple(m for m in members if m not in mentioned)
+        effects.append(Entries(members, push))
+    return Reply({"msg_id": event["msg_id"], "seq": event["seq"], "pos": event["pos"],
+                  "ts": event["ts"], "duplicate": duplicate}, effects)
 
 
-@ops.op("group_files", group=Int(), before=Int(required=False, min=1),
+@domain.op("group_files", group=Int(), before=Int(required=False, min=1),
         limit=Int(required=False, default=50, min=1, max=200))
 async def group_files(ctx, group, before, limit):
     def txn_fn(txn):
@@ -191,7 +177,7 @@ async def group_files(ctx, group, before, limit):
     return {"files": await ctx.server.read("group_files", txn_fn)}
 
 
-@ops.op("group_history", group=Int(), before=Int(required=False, min=1),
+@domain.op("group_history", group=Int(), before=Int(required=False, min=1),
         limit=Int(required=False, default=50, min=1, max=200))
 async def group_history(ctx, group, before, limit):
     before = before if before is not None else 2 ** 62
@@ -200,10 +186,11 @@ async def group_history(ctx, group, before, limit):
     return {"messages": messages, "more": more}
 
 
-@ops.op("group_mark_read", group=Int(), msg_id=Int(min=1))
+@domain.op("group_mark_read", group=Int(), msg_id=Int(min=1))
 async def group_mark_read(ctx, group, msg_id):
-    return {"moved": bool(await _write(ctx, messages_store.mark_read, group, msg_id))}
+    return await _write(ctx, messages_store.mark_read, group, msg_id,
+                        reply=lambda pairs: {"moved": bool(pairs)})
 
 
-def install(server):
-    server.writer.register("group_send", messages_store.send_batch)
+def _status(status):
+    return {"status": status}

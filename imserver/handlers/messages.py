@@ -1,11 +1,16 @@
-"""1:1 messaging ops: send, sync, history, receipts, unread counts."""
+"""1:1 messaging ops: send, history, receipts, unread counts; messages in the users' streams."""
 from functools import partial
 
 from imserver.dispatch import Int, Obj, Str
+from imserver.domain import Domain
+from imserver.effects import Entries, Reply, entries, reply_with_pos
 from imserver.errors import ImError
-from imserver.handlers import ops
 from imserver.store import messages as store
 from imserver.store import stream
+
+domain = Domain("messages")
+domain.source(stream.message_source)
+domain.batch("send", store.send_batch, reads_first=True)
 
 FILE_KINDS = ("file", "image", "voice")
 
@@ -37,7 +42,7 @@ def file_reference(file):
     return ref
 
 
-@ops.op("send", answers=True, to=Int(), body=Str(required=False, default=""),
+@domain.op("send", answers=True, to=Int(), body=Str(required=False, default=""),
         client_id=Str(max_len=64), file=Obj(required=False))
 def send(ctx, answer, to, body, client_id, file):
     # The op the server runs most: it answers from the batch's completion, with no Deferred or
@@ -49,31 +54,25 @@ def send(ctx, answer, to, body, client_id, file):
     check_text(server.config, body, client_id, allow_empty=file is not None)
     job = store.Send(me, to, client_id, body, file["kind"] if file else "text", None,
                      server.now_ms(), file)
-    server.writer.enqueue("send", job, partial(_sent, ctx, me, to, answer))
+    server.writer.enqueue("send", job, partial(_sent, me, to, answer))
 
 
-def _sent(ctx, me, to, answer, result):
+_NO_EFFECTS = []
+
+
+def _sent(me, to, answer, result):
     """The batch holding this send has committed (``result`` is ``(push, duplicate)``) or it
-    was refused (``result`` is an ImError): push to both users' devices, then answer."""
+    was refused (``result`` is an ImError): answer, with the message as a new entry in both
+    users' streams unless it is a resend."""
     if isinstance(result, ImError):
         answer(result)
         return
     push, duplicate = result
-    if not duplicate:
-        notifier = ctx.server.notifier
-        notifier.push(to, push)
-        if notifier.connection_count(me) > 1:
-            notifier.push(me, push, exclude=ctx.conn)
-    answer({"msg_id": push["msg_id"], "ts": push["ts"], "pos": push["pos"], "duplicate": duplicate})
+    fields = {"msg_id": push["msg_id"], "ts": push["ts"], "pos": push["pos"], "duplicate": duplicate}
+    answer(Reply(fields, _NO_EFFECTS if duplicate else [Entries((to, me), push)]))
 
 
-@ops.op("sync", since=Int(min=0), limit=Int(required=False, default=100, min=1, max=1000))
-async def sync(ctx, since, limit):
-    events, more = await ctx.server.read("sync", stream.read_since, ctx.user.user_id, since, limit)
-    return {"events": events, "next": events[-1]["pos"] if events else since, "more": more}
-
-
-@ops.op("history", peer=Int(), before=Int(required=False, min=1),
+@domain.op("history", peer=Int(), before=Int(required=False, min=1),
         limit=Int(required=False, default=50, min=1, max=200))
 async def history(ctx, peer, before, limit):
     before = before if before is not None else 2 ** 62
@@ -82,24 +81,22 @@ async def history(ctx, peer, before, limit):
 
 
 async def _mark(ctx, peer, msg_id, kind):
-    server = ctx.server
-    events = await server.write(store.mark, ctx.user.user_id, peer, msg_id, kind, server.now_ms())
-    if events:
-        server.publish(events, exclude=ctx.conn)
-    return {"moved": bool(events)}
+    server, me = ctx.server, ctx.user.user_id
+    events = await server.write(store.mark, me, peer, msg_id, kind, server.now_ms())
+    return reply_with_pos({"moved": bool(events)}, entries(events), me)
 
 
-@ops.op("mark_delivered", peer=Int(), msg_id=Int(min=1))
+@domain.op("mark_delivered", peer=Int(), msg_id=Int(min=1))
 def mark_delivered(ctx, peer, msg_id):
     return _mark(ctx, peer, msg_id, "delivered")
 
 
-@ops.op("mark_read", peer=Int(), msg_id=Int(min=1))
+@domain.op("mark_read", peer=Int(), msg_id=Int(min=1))
 def mark_read(ctx, peer, msg_id):
     return _mark(ctx, peer, msg_id, "read")
 
 
-@ops.op("unread")
+@domain.op("unread")
 async def unread(ctx):
     counts = await ctx.server.read("unread", store.unread_counts, ctx.user.user_id)
     return {"unread": [{"peer": peer, "count": n} for peer, n in sorted(counts.items())]}

@@ -1,11 +1,17 @@
-"""Presence: friends hear when a user's first device comes online or last goes, and status changes."""
+"""Presence: friends hear when a user's first device comes online or last goes, and status changes.
+
+The state lives in the server's ``IPresence`` (``imserver/presence.py``); this domain sets it
+(``presence_set``) and, as the presence object's observer, tells the user's friends.
+"""
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from imserver.dispatch import Str
-from imserver.handlers import ops
+from imserver.domain import Domain
+from imserver.effects import Ephemeral
 from imserver.store import friends as friends_store
 
+domain = Domain("presence")
 STATUSES = ("online", "away", "busy")
 
 
@@ -27,20 +33,21 @@ class Broadcaster:
                                                         user=user_id))
 
     async def _send(self, user_id):
-        friend_ids = await self.server.read("friend_ids", friends_store.friend_ids, user_id)
+        server = self.server
+        friend_ids = await server.read("friend_ids", friends_store.friend_ids, user_id)
+        if not friend_ids:
+            return
         push = {"op": "presence", "user": user_id}
-        push.update(self.server.notifier.status(user_id))
-        for friend in friend_ids:
-            self.server.notifier.push(friend, push)
+        push.update(await server.presence.status(user_id))
+        server.announce([Ephemeral(tuple(friend_ids), push)])
 
 
-@ops.op("presence_set", status=Str(choices=STATUSES), text=Str(required=False, default="", max_len=100))
+@domain.on_start
+def start(server):
+    server.presence.add_observer(Broadcaster(server))
+
+
+@domain.op("presence_set", status=Str(choices=STATUSES), text=Str(required=False, default="", max_len=100))
 async def presence_set(ctx, status, text):
-    ctx.server.notifier.set_status(ctx.user.user_id, status, text)
-    await ctx.server.presence(ctx.user.user_id)
+    await ctx.server.presence.set_status(ctx.user.user_id, status, text)
     return {}
-
-
-def install(server):
-    server.presence = Broadcaster(server)
-    server.notifier.add_observer(lambda user_id, online: server.presence(user_id))

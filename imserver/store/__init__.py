@@ -1,18 +1,15 @@
-"""The store: one object over the database, one attribute per domain.
+"""The store: the database, and one module of named transaction functions per domain.
 
-Handlers call ``store.accounts.create_user(...)`` and get a Deferred; they never see SQL.
+Handlers run ``server.read("profile", accounts.profile, user_id)`` (or ``server.write`` for a
+stream write in the next group commit) and get a Deferred; they never see SQL.
 """
 from imserver.store import dialects
-from imserver.store.accounts import Accounts
-from imserver.store.files import Files
 from imserver.store.pool import Database
 
 
 class Store:
     def __init__(self, db):
         self.db = db
-        self.accounts = Accounts(db)
-        self.files = Files(db)
 
     @classmethod
     def from_url(cls, url, data_dir=None):

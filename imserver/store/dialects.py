@@ -74,6 +74,11 @@ class Dialect:
         with that ``key`` exists: one atomic statement, with no read-then-write race."""
         raise NotImplementedError
 
+    def on_conflict_add(self, key, column):
+        """The tail that turns ``INSERT ... VALUES (...)`` into "add the inserted ``column`` to
+        the existing row's" when a row with that ``key`` exists (one atomic statement)."""
+        raise NotImplementedError
+
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
@@ -103,6 +108,9 @@ class SQLiteDialect(Dialect):
 
     def on_conflict_increment(self, key, column):
         return f"ON CONFLICT({key}) DO UPDATE SET {column} = {column} + 1"
+
+    def on_conflict_add(self, key, column):
+        return f"ON CONFLICT({key}) DO UPDATE SET {column} = {column} + excluded.{column}"
 
     def pool_args(self):
         # One connection: SQLite has one writer anyway, and group commit batches the writes.
@@ -334,6 +342,9 @@ class MySQLDialect(Dialect):
 
     def on_conflict_increment(self, key, column):
         return f"ON DUPLICATE KEY UPDATE {column} = {column} + 1"
+
+    def on_conflict_add(self, key, column):
+        return f"ON DUPLICATE KEY UPDATE {column} = {column} + VALUES({column})"
 
     def _connargs(self):
         return dict(

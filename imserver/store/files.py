@@ -2,8 +2,11 @@
 (``file_access``) and unfinished uploads (``uploads``).
 
 Every change to a blob's reference count is one statement inside the transaction that adds or
-removes the ``files`` row, so the count equals the number of rows under any interleaving.
+removes the ``files`` row, so the count equals the number of rows under any interleaving; so
+is every change to a user's usage counter (``storage_used``: the sizes of their files and
+unfinished uploads), which quota checks read instead of summing rows.
 The bytes themselves live on disk (``imserver.transfer.blobs``); this module never touches them.
+Each function is one transaction: ``db.run("desc", files.fn, *args)``.
 """
 from imserver.errors import ImError
 
@@ -53,135 +56,151 @@ def group_files(txn, group_id, before, limit):
         "WHERE a.group_id = ? AND f.id < ? ORDER BY f.id DESC LIMIT ?", (group_id, before, limit))]
 
 
-def _used_bytes(txn, owner, except_upload=None):
-    files = txn.one("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner = ?", (owner,))[0]
-    pending = txn.one("SELECT COALESCE(SUM(size), 0) FROM uploads WHERE owner = ? AND id <> ?",
-                      (owner, except_upload or 0))[0]
-    return int(files) + int(pending)
+def _count(txn, owner, delta):
+    """Move ``owner``'s usage counter by ``delta`` bytes; the row stays locked until commit."""
+    txn.execute("INSERT INTO storage_used (user_id, used_bytes) VALUES (?, ?) "
+                + txn.dialect.on_conflict_add("user_id", "used_bytes"), (owner, delta))
 
 
-def _check_quota(txn, owner, size, quota, except_upload=None):
-    if quota and _used_bytes(txn, owner, except_upload) + size > quota:
+def used_bytes(txn, owner, lock=False):
+    """Bytes ``owner`` holds in files and unfinished uploads (the counter, not a sum); with
+    ``lock``, the counter's row is locked until commit (MySQL)."""
+    row = txn.one("SELECT used_bytes FROM storage_used WHERE user_id = ?"
+                  + (txn.dialect.for_update if lock else ""), (owner,))
+    return int(row[0]) if row else 0
+
+
+def _reserve(txn, owner, size, quota):
+    """Count ``size`` more bytes for ``owner``, or raise ``quota_exceeded`` (the transaction
+    rolls back, count and all). Taking the counter's lock first means two transactions of one
+    user check one after the other, so they cannot both pass."""
+    _count(txn, owner, size)
+    if quota and used_bytes(txn, owner, lock=True) > quota:
         raise ImError("quota_exceeded", f"storing {size} more bytes would exceed your quota of "
                                         f"{quota} bytes")
 
 
-def _add_reference(txn, owner, sha256, size, name, mime, now):
+def _insert_file(txn, owner, sha256, size, name, mime, now):
     txn.execute("INSERT INTO files (owner, sha256, name, mime, size, created) "
                 "VALUES (?, ?, ?, ?, ?, ?)", (owner, sha256, name, mime, size, now))
     return txn.lastrowid
+
+
+def owned_file(txn, owner, sha256, size):
+    """The id of a file of ``owner`` with this content, or None."""
+    return (txn.one("SELECT id FROM files WHERE owner = ? AND sha256 = ? AND size = ? "
+                    "ORDER BY id LIMIT 1", (owner, sha256, size)) or (None,))[0]
+
+
+def blob_exists(txn, sha256, size):
+    return txn.one("SELECT 1 FROM blobs WHERE sha256 = ? AND size = ? AND refcount > 0",
+                   (sha256, size)) is not None
+
+
+def add_reference(txn, owner, sha256, size, name, mime, now, quota=0):
+    """A new file of ``owner`` on existing content (instant upload); None if the content was
+    deleted meanwhile."""
+    if txn.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ? AND size = ? "
+                   "AND refcount > 0", (sha256, size)).rowcount != 1:
+        return None
+    file_id = _insert_file(txn, owner, sha256, size, name, mime, now)
+    _reserve(txn, owner, size, quota)  # last, as in every change: the blob's lock comes first
+    return file_id
+
+
+def add_blob_reference(txn, owner, sha256, size, name, mime, now, upload_id=None):
+    """A new file on content just stored on disk (the blob row is created or counted up); the
+    finished upload's row, if any, goes in the same transaction."""
+    txn.execute("INSERT INTO blobs (sha256, size, refcount, created) VALUES (?, ?, 1, ?) "
+                + txn.dialect.on_conflict_increment("sha256", "refcount"), (sha256, size, now))
+    file_id = _insert_file(txn, owner, sha256, size, name, mime, now)
+    if upload_id is not None:
+        delete_upload(txn, upload_id)
+    _count(txn, owner, size)
+    return file_id
 
 
 class _Gone(Exception):
     """The row went away under a concurrent transaction: roll back and report nothing done."""
 
 
-class Files:
-    def __init__(self, db):
-        self.db = db
+def delete(txn, owner, file_id):
+    """Remove the owner's file. Returns (sha256, last) — ``last`` when the content has no
+    reference left and its bytes should go — or None if the owner has no such file.
 
-    def owned_file(self, owner, sha256, size):
-        """The id of a file of ``owner`` with this content, or None."""
-        return self.db.run("owned_file", lambda txn: (txn.one(
-            "SELECT id FROM files WHERE owner = ? AND sha256 = ? AND size = ? ORDER BY id LIMIT 1",
-            (owner, sha256, size)) or (None,))[0])
+    Run it with ``run_delete``, which turns a concurrent delete's rollback into None.
+    """
+    row = txn.one("SELECT sha256, size FROM files WHERE id = ? AND owner = ?", (file_id, owner))
+    if row is None:
+        return None
+    sha256, size = row
+    # The blob row first, as every other change of its files does: taking the files index
+    # locks first deadlocks against a concurrent insert of the same content.
+    txn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?", (sha256,))
+    if txn.execute("DELETE FROM files WHERE id = ? AND owner = ?",
+                   (file_id, owner)).rowcount != 1:
+        raise _Gone()  # deleted meanwhile: roll the count back with the transaction
+    last = txn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount <= 0",
+                       (sha256,)).rowcount > 0
+    _count(txn, owner, -size)
+    return sha256, last
 
-    def blob_exists(self, sha256, size):
-        return self.db.run("blob_exists", lambda txn: txn.one(
-            "SELECT 1 FROM blobs WHERE sha256 = ? AND size = ? AND refcount > 0",
-            (sha256, size)) is not None)
 
-    def add_reference(self, owner, sha256, size, name, mime, now, quota=0):
-        """A new file of ``owner`` on existing content (instant upload); None if the content
-        was deleted meanwhile."""
-        def txn_fn(txn):
-            _check_quota(txn, owner, size, quota)
-            if txn.execute("UPDATE blobs SET refcount = refcount + 1 WHERE sha256 = ? AND size = ? "
-                           "AND refcount > 0", (sha256, size)).rowcount != 1:
-                return None
-            return _add_reference(txn, owner, sha256, size, name, mime, now)
-        return self.db.run("file_add_reference", txn_fn)
+def run_delete(db, owner, file_id):
+    """Run ``delete`` on ``db``: a Deferred of its result, None when it had to roll back."""
+    d = db.run("file_delete", delete, owner, file_id)
+    d.addErrback(lambda f: f.trap(_Gone) and None)
+    return d
 
-    def add_blob_reference(self, owner, sha256, size, name, mime, now, upload_id=None):
-        """A new file on content just stored on disk (the blob row is created or counted up);
-        the finished upload's row, if any, goes in the same transaction."""
-        def txn_fn(txn):
-            txn.execute("INSERT INTO blobs (sha256, size, refcount, created) VALUES (?, ?, 1, ?) "
-                        + txn.dialect.on_conflict_increment("sha256", "refcount"),
-                        (sha256, size, now))
-            file_id = _add_reference(txn, owner, sha256, size, name, mime, now)
-            if upload_id is not None:
-                txn.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
-            return file_id
-        return self.db.run("file_add_blob_reference", txn_fn)
 
-    def delete(self, owner, file_id):
-        """Remove the owner's file. Returns (sha256, last) — ``last`` when the content has no
-        reference left and its bytes should go — or None if the owner has no such file."""
-        def txn_fn(txn):
-            row = txn.one("SELECT sha256 FROM files WHERE id = ? AND owner = ?", (file_id, owner))
-            if row is None:
-                return None
-            sha256 = row[0]
-            # The blob row first, as every other change of its files does: taking the files
-            # index locks first deadlocks against a concurrent insert of the same content.
-            txn.execute("UPDATE blobs SET refcount = refcount - 1 WHERE sha256 = ?", (sha256,))
-            if txn.execute("DELETE FROM files WHERE id = ? AND owner = ?",
-                           (file_id, owner)).rowcount != 1:
-                raise _Gone()  # deleted meanwhile: roll the count back with the transaction
-            last = txn.execute("DELETE FROM blobs WHERE sha256 = ? AND refcount <= 0",
-                               (sha256,)).rowcount > 0
-            return sha256, last
-        d = self.db.run("file_delete", txn_fn)
-        d.addErrback(lambda f: f.trap(_Gone) and None)
-        return d
+def list_files(txn, owner, limit):
+    cols = ", ".join(FILE_FIELDS)
+    return [dict(zip(FILE_FIELDS, r)) for r in txn.all(
+        f"SELECT {cols} FROM files WHERE owner = ? ORDER BY id DESC LIMIT ?", (owner, limit))]
 
-    def readable(self, file_id, user_id):
-        return self.db.run("file_readable", readable_file, file_id, user_id)
 
-    def grant(self, file_id, user_id=None, group_id=None):
-        return self.db.run("file_grant", grant, file_id, user_id, group_id)
+def refcount(txn, sha256):
+    """(refcount, number of files rows) for a content hash; for checks and tests."""
+    return ((txn.one("SELECT refcount FROM blobs WHERE sha256 = ?", (sha256,)) or (0,))[0],
+            txn.one("SELECT COUNT(*) FROM files WHERE sha256 = ?", (sha256,))[0])
 
-    def list(self, owner, limit):
-        cols = ", ".join(FILE_FIELDS)
-        return self.db.run("files_list", lambda txn: [dict(zip(FILE_FIELDS, r)) for r in txn.all(
-            f"SELECT {cols} FROM files WHERE owner = ? ORDER BY id DESC LIMIT ?", (owner, limit))])
 
-    def refcount(self, sha256):
-        """(refcount, number of files rows) for a content hash; for checks and tests."""
-        return self.db.run("blob_refcount", lambda txn: (
-            (txn.one("SELECT refcount FROM blobs WHERE sha256 = ?", (sha256,)) or (0,))[0],
-            txn.one("SELECT COUNT(*) FROM files WHERE sha256 = ?", (sha256,))[0]))
+def begin_upload(txn, owner, sha256, size, name, mime, now, quota):
+    """(upload_id, resumed): this user's unfinished upload of the same content, or a new one."""
+    row = txn.one("SELECT id FROM uploads WHERE owner = ? AND sha256 = ? AND size = ? "
+                  "ORDER BY id LIMIT 1", (owner, sha256, size))
+    if row:
+        txn.execute("UPDATE uploads SET touched = ? WHERE id = ?", (now, row[0]))
+        return row[0], True
+    _reserve(txn, owner, size, quota)
+    txn.execute("INSERT INTO uploads (owner, sha256, size, name, mime, created, touched) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", (owner, sha256, size, name, mime, now, now))
+    return txn.lastrowid, False
 
-    def begin_upload(self, owner, sha256, size, name, mime, now, quota):
-        """(upload_id, resumed): this user's unfinished upload of the same content, or a new one."""
-        def txn_fn(txn):
-            row = txn.one("SELECT id FROM uploads WHERE owner = ? AND sha256 = ? AND size = ? "
-                          "ORDER BY id LIMIT 1", (owner, sha256, size))
-            if row:
-                txn.execute("UPDATE uploads SET touched = ? WHERE id = ?", (now, row[0]))
-                return row[0], True
-            _check_quota(txn, owner, size, quota)
-            txn.execute("INSERT INTO uploads (owner, sha256, size, name, mime, created, touched) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (owner, sha256, size, name, mime, now, now))
-            return txn.lastrowid, False
-        return self.db.run("upload_begin", txn_fn)
 
-    def upload(self, upload_id):
-        cols = ", ".join(UPLOAD_FIELDS)
-        return self.db.run("upload_get", lambda txn: (lambda r: r and dict(zip(UPLOAD_FIELDS, r)))(
-            txn.one(f"SELECT {cols} FROM uploads WHERE id = ?", (upload_id,))))
+def upload(txn, upload_id):
+    """The unfinished upload's row as a dict, or None."""
+    row = txn.one(f"SELECT {', '.join(UPLOAD_FIELDS)} FROM uploads WHERE id = ?", (upload_id,))
+    return row and dict(zip(UPLOAD_FIELDS, row))
 
-    def touch_uploads(self, touched):
-        """Record the last activity (``{upload_id: ms}``) of uploads open in this process."""
-        return self.db.run("uploads_touch", lambda txn: txn.executemany(
-            "UPDATE uploads SET touched = ? WHERE id = ? AND touched < ?",
-            [(ms, i, ms) for i, ms in touched.items()]))
 
-    def expired_uploads(self, before):
-        return self.db.run("uploads_expired", lambda txn: [r[0] for r in txn.all(
-            "SELECT id FROM uploads WHERE touched < ? ORDER BY id", (before,))])
+def touch_uploads(txn, touched):
+    """Record the last activity (``{upload_id: ms}``) of uploads open in this process."""
+    return txn.executemany("UPDATE uploads SET touched = ? WHERE id = ? AND touched < ?",
+                           [(ms, i, ms) for i, ms in touched.items()])
 
-    def delete_upload(self, upload_id):
-        return self.db.run("upload_delete", lambda txn: txn.execute(
-            "DELETE FROM uploads WHERE id = ?", (upload_id,)).rowcount > 0)
+
+def expired_uploads(txn, before):
+    return [r[0] for r in txn.all("SELECT id FROM uploads WHERE touched < ? ORDER BY id",
+                                  (before,))]
+
+
+def delete_upload(txn, upload_id):
+    """Remove an unfinished upload's row (cancelled, expired or finished); False if it was gone."""
+    row = txn.one("SELECT owner, size FROM uploads WHERE id = ?" + txn.dialect.for_update,
+                  (upload_id,))
+    if row is None or txn.execute("DELETE FROM uploads WHERE id = ?",
+                                  (upload_id,)).rowcount != 1:
+        return False
+    _count(txn, row[0], -row[1])
+    return True

@@ -198,7 +198,7 @@ def _source_event(user_id, kind, row):
     return event
 
 
-def _group_source(txn, user_id, since, limit):
+def stream_source(txn, user_id, since, limit):
     """Stream source: group messages and group events inside the user's membership spans.
 
     One indexed range query per active span and table; once ``limit`` events are in hand, later
@@ -213,6 +213,3 @@ def _group_source(txn, user_id, since, limit):
                 del out[limit:]
                 bound = out[-1][0]
     return out
-
-
-stream.SOURCES.append(_group_source)

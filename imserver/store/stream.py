@@ -1,9 +1,11 @@
 """Each user's ordered stream: appending events and reading everything after a position.
 
-A user's stream is the merge, by position, of several sources: 1:1 messages they sent or
-received, and their rows in ``events`` (friend requests, receipts, ...). Other domains add a
-source with ``SOURCES.append(fn)``; ``fn(txn, user_id, since, limit)`` returns up to ``limit``
-``(pos, event_dict)`` pairs after ``since``, in order.
+A user's stream is the merge, by position, of several sources: their rows in ``events``
+(friend requests, receipts, ...: ``events_source``), 1:1 messages they sent or received
+(``message_source``), group messages and events (``store.group_messages``). Each domain
+declares its sources; ``read_since`` is given the server's list. A source is
+``fn(txn, user_id, since, limit)`` returning up to ``limit`` ``(pos, event_dict)`` pairs after
+``since``, in order.
 """
 import json
 
@@ -39,7 +41,7 @@ def append_event(txn, positions, user_id, type_, data, ts):
     return user_id, event
 
 
-def _messages(txn, user_id, since, limit):
+def message_source(txn, user_id, since, limit):
     rows = txn.all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE recipient = ? AND pos > ? "
                    "ORDER BY pos LIMIT ?", (user_id, since, limit))
     rows += txn.all(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND recipient <> ? "
@@ -47,7 +49,7 @@ def _messages(txn, user_id, since, limit):
     return [(r[0], message_event(r)) for r in rows]
 
 
-def _events(txn, user_id, since, limit):
+def events_source(txn, user_id, since, limit):
     out = []
     for pos, type_, data, ts in txn.all(
             "SELECT pos, type, data, ts FROM events WHERE user_id = ? AND pos > ? ORDER BY pos LIMIT ?",
@@ -58,13 +60,10 @@ def _events(txn, user_id, since, limit):
     return out
 
 
-SOURCES = [_messages, _events]
-
-
-def read_since(txn, user_id, since, limit):
+def read_since(txn, sources, user_id, since, limit):
     """(events, more): the first ``limit`` events after ``since`` from every source, in order."""
     merged = []
-    for source in SOURCES:
+    for source in sources:
         merged.extend(source(txn, user_id, since, limit + 1))
     merged.sort(key=lambda pair: pair[0])
     return [event for _, event in merged[:limit]], len(merged) > limit

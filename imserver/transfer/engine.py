@@ -12,8 +12,11 @@ from twisted.application.internet import TimerService
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from imserver.auth import now_ms
+from imserver.clock import now_ms
+from imserver.effects import Direct
 from imserver.errors import ImError
+from imserver.policy import Policy
+from imserver.store import files
 from imserver.transfer import frames
 from imserver.transfer.blobs import BlobStore, hash_prefix, is_sha256
 from imserver.transfer.challenge import Challenges
@@ -28,12 +31,13 @@ PROGRESS_EVERY = 4 * 1024 * 1024
 class FileEngine:
     _log = Logger()
 
-    def __init__(self, config, store, reactor, clock, notifier, random=None):
+    def __init__(self, config, store, reactor, clock, announce, random=None, policy=None):
         self.config = config
-        self.files = store.files
+        self.policy = policy or Policy(config)
+        self.db = store.db
         self.reactor = reactor
         self.clock = clock
-        self.notifier = notifier
+        self.announce = announce  # announce(effects, origin): upload events, see _tell
         self.blobs = BlobStore(config.data_dir, reactor)
         self.challenges = Challenges(clock, random or secrets.SystemRandom())
         self.sessions = {}
@@ -61,17 +65,19 @@ class FileEngine:
                                        f"takes ({self.config.max_file_size} bytes)")
         if size == 0:
             return await self._empty_file(user_id, name, sha256, mime)
-        quota, now = self.config.user_quota, now_ms(self.clock)
-        if await self.files.owned_file(user_id, sha256, size) is not None:
-            file_id = await self.files.add_reference(user_id, sha256, size, name, mime, now, quota)
+        quota, now = await self.policy.quota(user_id), now_ms(self.clock)
+        if await self.db.run("owned_file", files.owned_file, user_id, sha256, size) is not None:
+            file_id = await self.db.run("file_add_reference", files.add_reference, user_id,
+                                        sha256, size, name, mime, now, quota)
             if file_id is not None:
                 return {"mode": "instant", "file": file_id}
-        elif (self.config.instant_scope == "global" and await self.files.blob_exists(sha256, size)
+        elif (self.config.instant_scope == "global"
+                and await self.db.run("blob_exists", files.blob_exists, sha256, size)
                 and self.blobs.has_blob(sha256)):
             challenge = self.challenges.issue(user_id, sha256, size, name, mime)
             return {"mode": "challenge", "challenge": challenge.to_wire()}
-        upload_id, resumed = await self.files.begin_upload(user_id, sha256, size, name, mime, now,
-                                                           quota)
+        upload_id, resumed = await self.db.run("upload_begin", files.begin_upload, user_id, sha256,
+                                               size, name, mime, now, quota)
         session = await self._session(upload_id)
         return {"mode": "resume" if resumed else "new", "upload": upload_id,
                 "offset": session.received, "chunk_size": self.chunk_size()}
@@ -83,8 +89,8 @@ class FileEngine:
         async def store_empty():
             if not self.blobs.has_blob(EMPTY_SHA256):
                 await self.blobs.in_thread(self.blobs.write_blob, EMPTY_SHA256, b"")
-            return await self.files.add_blob_reference(user_id, EMPTY_SHA256, 0, name, mime,
-                                                       now_ms(self.clock))
+            return await self.db.run("file_add_blob_reference", files.add_blob_reference, user_id,
+                                     EMPTY_SHA256, 0, name, mime, now_ms(self.clock))
         return {"mode": "instant", "file": await self._locked(EMPTY_SHA256, store_empty)}
 
     async def proof(self, user_id, challenge_id, proof):
@@ -94,8 +100,9 @@ class FileEngine:
         data = await self.blobs.in_thread(self.blobs.read_range, c.sha256, c.offset, c.length)
         if not self.challenges.check(c, data, proof):
             raise ImError("forbidden", "the proof does not match the content; upload the file")
-        file_id = await self.files.add_reference(user_id, c.sha256, c.size, c.name, c.mime,
-                                                 now_ms(self.clock), self.config.user_quota)
+        quota = await self.policy.quota(user_id)
+        file_id = await self.db.run("file_add_reference", files.add_reference, user_id, c.sha256,
+                                    c.size, c.name, c.mime, now_ms(self.clock), quota)
         if file_id is None:
             raise ImError("not_found", "the content was deleted meanwhile; upload the file")
         return {"mode": "instant", "file": file_id}
@@ -135,7 +142,7 @@ class FileEngine:
         return session
 
     async def _open(self, upload_id):
-        info = await self.files.upload(upload_id)
+        info = await self.db.run("upload_get", files.upload, upload_id)
         if info is None:
             raise ImError("not_found", f"no unfinished upload {upload_id}")
         fd, length = await self.blobs.in_thread(self.blobs.open_part, upload_id)
@@ -155,26 +162,23 @@ class FileEngine:
         self.sessions[upload_id] = session
         return session
 
-    def binary_received(self, conn, payload):
+    def binary_received(self, conn, user, payload):
+        """A binary frame from ``conn``, where ``user`` is logged in (or None). Raises ImError
+        for a frame it refuses (the connection answers with an error frame)."""
         try:
-            self._chunk(conn, payload)
-        except ImError as e:
-            conn.send_error(None, e)
+            kind, upload_id, offset, data = frames.decode(payload)
         except frames.FrameError as e:
-            conn.send_error(None, ImError("bad_request", str(e)))
-
-    def _chunk(self, conn, payload):
-        kind, upload_id, offset, data = frames.decode(payload)
+            raise ImError("bad_request", str(e)) from None
         if kind != frames.UPLOAD_CHUNK:
             raise ImError("bad_request", f"binary frame kind {kind} is not an upload chunk (1)")
-        if conn.user is None:
+        if user is None:
             raise ImError("not_authenticated", "log in before sending file data")
         session = self.sessions.get(upload_id)
         if session is None:
             raise ImError("not_found", f"upload {upload_id} is not open; ask upload_status (or "
                                        "upload_begin) and continue from its offset",
                           upload=upload_id)
-        if session.owner != conn.user.user_id:
+        if session.owner != user.user_id:
             raise ImError("forbidden", "that upload is not yours", upload=upload_id)
         if session.accept(conn, offset, data, self.clock.seconds()):
             session.finishing = True
@@ -187,11 +191,8 @@ class FileEngine:
                                  "offset": session.written})
 
     def _tell(self, session, message):
-        conn = session.conn
-        if conn is not None and conn.connected:
-            conn.send(message)
-        else:
-            self.notifier.push(session.owner, message)
+        """Tell the connection sending the upload (or, if it has gone, the owner's devices)."""
+        self.announce([Direct(message, fallback_user=session.owner)], session.conn)
 
     async def _finish(self, session):
         try:
@@ -217,9 +218,9 @@ class FileEngine:
                                    self._sync)
         self.sessions.pop(session.id, None)
         session.close()
-        return await self.files.add_blob_reference(session.owner, session.sha256, session.size,
-                                                   session.name, session.mime,
-                                                   now_ms(self.clock), upload_id=session.id)
+        return await self.db.run("file_add_blob_reference", files.add_blob_reference,
+                                 session.owner, session.sha256, session.size, session.name,
+                                 session.mime, now_ms(self.clock), upload_id=session.id)
 
     async def _drop(self, session):
         """Forget an unfinished upload: its session, its part file and its row."""
@@ -231,7 +232,7 @@ class FileEngine:
             pass
         session.close()
         await self.blobs.in_thread(self.blobs.remove_part, session.id)
-        await self.files.delete_upload(session.id)
+        await self.db.run("upload_delete", files.delete_upload, session.id)
 
     async def _locked(self, sha256, fn, *args):
         lock = self._locks.get(sha256)
@@ -248,7 +249,7 @@ class FileEngine:
     # -- files ---------------------------------------------------------------------------------
 
     async def delete(self, user_id, file_id):
-        result = await self.files.delete(user_id, file_id)
+        result = await files.run_delete(self.db, user_id, file_id)
         if result is None:
             raise ImError("not_found", "you have no such file")
         sha256, last = result
@@ -257,18 +258,19 @@ class FileEngine:
 
     async def _remove_if_unreferenced(self, sha256):
         # An upload that finished meanwhile may have brought the content back: keep it then.
-        refcount, _ = await self.files.refcount(sha256)
+        refcount, _ = await self.db.run("blob_refcount", files.refcount, sha256)
         if refcount == 0:
             await self.blobs.in_thread(self.blobs.remove_blob, sha256)
 
     async def download(self, conn, user_id, file_id, offset, length):
-        info = await self.files.readable(file_id, user_id)
+        info = await self.db.run("file_readable", files.readable_file, file_id, user_id)
         if info is None:
             raise ImError("not_found", "no such file")
         size = info["size"]
         if offset > size:
             raise ImError("bad_request", f"offset {offset} is past the end of the file ({size})")
         end = size if length is None else min(size, offset + length)
+        rate = await self.policy.download_rate(user_id)
         try:
             fileobj = self.blobs.open_blob(info["sha256"])
         except FileNotFoundError:
@@ -277,7 +279,8 @@ class FileEngine:
             raise ImError("internal", "the file's content is missing on the server") from None
         download_id, self._next_download = self._next_download, self._next_download + 1
         producer = DownloadProducer(conn, fileobj, download_id, offset, end,
-                                    on_done=lambda p: self.downloads.pop(p.id, None))
+                                    on_done=lambda p: self.downloads.pop(p.id, None),
+                                    clock=self.clock, rate=rate)
         self.downloads[download_id] = producer
         self.reactor.callLater(0, producer.start)  # after the reply has been written
         return {"download": download_id, "file": file_id, "offset": offset, "end": end,
@@ -299,8 +302,9 @@ class FileEngine:
         # Chunks only touch the session in memory; bring the rows up to date first.
         touched = {s.id: int(s.touched * 1000) for s in self.sessions.values()}
         if touched:
-            await self.files.touch_uploads(touched)
-        for upload_id in await self.files.expired_uploads(int(cutoff * 1000)):
+            await self.db.run("uploads_touch", files.touch_uploads, touched)
+        expired = await self.db.run("uploads_expired", files.expired_uploads, int(cutoff * 1000))
+        for upload_id in expired:
             session = self.sessions.get(upload_id)
             if session is not None and (session.touched > cutoff or session.finishing):
                 continue
@@ -309,7 +313,7 @@ class FileEngine:
                 await self._drop(session)
             else:
                 await self.blobs.in_thread(self.blobs.remove_part, upload_id)
-                await self.files.delete_upload(upload_id)
+                await self.db.run("upload_delete", files.delete_upload, upload_id)
 
     def _expire_safely(self):
         # For the timer: a failure is logged, and the timer keeps running.
