@@ -34,9 +34,6 @@ from imclient.worker import StoreWorker
 
 __all__ = ["Client", "NotConnected", "Queued", "SessionEnded"]
 
-#: Ops that add events to our own stream, until their replies carry ``pos`` (see ``_past``).
-STREAM_WRITES = frozenset({"friend_request", "friend_accept", "friend_reject", "friend_remove",
-                           "block", "unblock", "friend_alias", "mark_delivered", "mark_read"})
 #: Errors while connecting that no retry will cure.
 FATAL = frozenset({"bad_credentials", "bad_request"})
 
@@ -363,10 +360,7 @@ class Client(OpsMixin):
         self.stats[op] = self.stats.get(op, 0) + 1
         if not self.online or self.protocol is None:
             return defer.fail(NotConnected(f"not connected to {self.account.host}:{self.account.port}"))
-        d = self.protocol.request(op, **fields).addCallback(self._past)
-        if op in STREAM_WRITES:
-            d.addCallback(lambda reply: self._sync_soon().addCallback(lambda _: reply))
-        return d
+        return self.protocol.request(op, **fields).addCallback(self._past)
 
     def _send_wire(self, row):
         """The outbox's way out: one queued send as a ``send`` or ``group_send`` request."""
