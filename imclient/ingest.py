@@ -46,8 +46,7 @@ def queue(store, client_id, to, group, body, extra, now):
         store.outbox_add(client_id, to, body, now, group=group, extra=extra)
         return [MessageState(client_id, "queued", to=to, group=group)]
     if state == "failed":
-        [row] = [r for r in store.outbox(failed=True)
-                 if r["client_id"] == client_id and r["group"] == group]
+        row = store.outbox_row(client_id, group)
         code, _, message = row["error"].partition(": ")
         return [MessageState(client_id, "failed", to=row["to"], group=group, code=code,
                              message=message)]
@@ -93,8 +92,8 @@ def failed(store, row, code, message):
 
 
 def _queued_row(store, client_id, group):
-    rows = [r for r in store.outbox() if r["client_id"] == client_id and r["group"] == group]
-    return rows[0] if rows else None
+    row = store.outbox_row(client_id, group)
+    return row if row is not None and row["state"] != "failed" else None
 
 
 def _message(store, event, me):

@@ -391,14 +391,21 @@ class LocalStore:
 
     def outbox(self, failed=False):
         """Unacknowledged sends, oldest first (with ``failed``: the sends refused for good)."""
-        where = "state = 'failed'" if failed else "state <> 'failed'"
+        return self._outbox_rows("state = 'failed'" if failed else "state <> 'failed'")
+
+    def _outbox_rows(self, where, args=()):
         out = []
         for row in self._all("SELECT client_id, recipient, group_id, body, extra, created, state, "
-                             f"error FROM outbox WHERE {where} ORDER BY seq"):
+                             f"error FROM outbox WHERE {where} ORDER BY seq", args):
             item = dict(zip(OUTBOX_FIELDS, row))
             item["extra"] = json.loads(item["extra"]) if item["extra"] else {}
             out.append(item)
         return out
+
+    def outbox_row(self, client_id, group=None):
+        """The outbox's row for this send (waiting or failed), or None."""
+        rows = self._outbox_rows("client_id = ? AND COALESCE(group_id, 0) = ?", (client_id, group or 0))
+        return rows[0] if rows else None
 
     def outbox_state(self, client_id, state, group=None, error=None):
         n = self.db.execute("UPDATE outbox SET state = ?, error = ? WHERE client_id = ? "
