@@ -54,10 +54,13 @@ class Outbox:
         client_id = client_id or uuid.uuid4().hex
         key = (client_id, group)
         d = self._waiting.setdefault(key, defer.Deferred())
-        job = self.store.run(ingest.queue, client_id, to, group, body, extra or {},
+        row = {"client_id": client_id, "to": to, "group": group, "body": body,
+               "extra": extra or {}, "state": "queued"}
+        job = self.store.run(ingest.queue, client_id, to, group, body, row["extra"],
                              int(time.time() * 1000))
         job.addCallback(self._emit_all)
-        job.addCallback(lambda _: self.online and self.flush())
+        job.addCallback(lambda records: records and records[0].state == "queued"
+                        and self._send_one(row))
         job.addErrback(self._fail_waiter, key)
         return d
 

@@ -108,8 +108,11 @@ class ChunkMux:
             return
         self.sources.append(source)
         if not self.registered and self.proto.connected:
+            # A pause the transport asked for before we unregistered is void: it pauses a newly
+            # registered producer again on the first write that overfills its buffer.
             self.proto.transport.registerProducer(self, True)
             self.registered = True
+            self.paused = False
         if not self.paused:
             self.resumeProducing()
 

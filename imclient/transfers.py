@@ -37,6 +37,16 @@ def _now():
     return int(time.time() * 1000)
 
 
+#: How many refused chunks of one transfer are answered by continuing from the server's offset.
+REALIGN = 3
+
+
+def _chunk_refused(failure):
+    """An error frame refusing a chunk of an upload that the server still holds."""
+    return (failure.check(RemoteError) is not None and failure.value.code == "bad_request"
+            and "offset" in failure.value.error and "upload" in failure.value.error)
+
+
 class Transfer:
     """One upload or download: its record in the store, its state, and its ``done`` Deferred.
 
@@ -55,6 +65,7 @@ class Transfer:
         self.meter = manager.client.progress_meter(self.id, self.direction, self.name, self.size,
                                                    self.offset)
         self._attempt = None  # the Deferred of the run on the current connection
+        self._realigned = 0  # chunk refusals answered by asking the server's offset again
         self._source = None  # an upload's chunks on the current connection
 
     def pause(self):
@@ -280,6 +291,12 @@ class Transfers:
         if failure.check(ConnectionError, NotConnected) or self._proto is None:
             self._save(t.id, offset=t.offset, updated=_now())
             return None  # the next connection continues it
+        if _chunk_refused(failure) and t._realigned < REALIGN:
+            # A chunk met an offset the server did not expect (bytes of a dropped connection
+            # landed after we asked where to go on): ask again where it stands, and go on.
+            t._realigned += 1
+            self._start(t)
+            return None
         t.error = failure.getErrorMessage()
         self._log.info("transfer {id} failed: {error}", id=t.id, error=t.error)
         self._set_state(t, "failed")

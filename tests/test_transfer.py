@@ -45,15 +45,28 @@ def test_two_uploads_share_one_producer_round_robin(tmp_path):
     mux = ChunkMux(proto)
     a = source(tmp_path, "a", b"AAAAaaaaAA", 1)
     b = source(tmp_path, "b", b"BBBBbb", 2)
-    proto.transport.producer = None
-    mux.pauseProducing()  # the transport is full: adding writes nothing yet
+    a.on_written = lambda pos: pos == 4 and mux.pauseProducing()  # the transport is full
     mux.add(a)
-    mux.add(b)
-    assert proto.transport.producer is mux and proto.transport.value() == b""
+    assert proto.transport.producer is mux and a.pos == 4
+    mux.add(b)  # while paused: nothing read yet
+    assert b.pos == 0
     mux.resumeProducing()
     assert [(s, o, d) for s, o, d in frames(proto.transport.value())] == [
         (1, 0, b"AAAA"), (2, 0, b"BBBB"), (1, 4, b"aaaa"), (2, 4, b"bb"), (1, 8, b"AA")]
     assert mux.sources == [] and proto.transport.producer is None  # unregistered when idle
+
+
+def test_a_pause_from_before_the_mux_unregistered_does_not_stall_the_next_upload(tmp_path):
+    proto = Proto()
+    mux = ChunkMux(proto)
+    a = source(tmp_path, "a", b"x" * 8, 1)
+    a.on_written = lambda pos: pos == 4 and mux.pauseProducing()
+    mux.add(a)
+    mux.remove(a)  # paused by the transport, then the program paused the upload: idle
+    assert proto.transport.producer is None
+    b = source(tmp_path, "b", b"y" * 8, 2)
+    mux.add(b)  # registered anew: it writes until the transport says otherwise
+    assert b.pos == 8
 
 
 def test_a_paused_transport_stops_the_reads_and_a_removed_source_stops_its_chunks(tmp_path):

@@ -143,3 +143,24 @@ async def test_a_refused_download_fails_its_transfer(files, tmp_path):
     assert await stranger.transfers.unfinished() == []
     await owner.close()
     await stranger.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_a_refused_chunk_makes_the_upload_continue_from_the_server_offset(files, tmp_path):
+    from imclient.protocol import UPLOAD_CHUNK, binary_head
+
+    client = await client_on(files, tmp_path)
+    seen = Recorder(client)
+    src = make_file(tmp_path, 30 * MiB)
+    t = await client.transfers.upload(src)
+    sessions = files.server.files.sessions
+    await wait_until(lambda: sessions and list(sessions.values())[0].received > 0, what="bytes")
+    # A stray chunk at an offset the server does not hold: refused with an error frame about
+    # this upload, which stops its chunks; the upload asks where the server stands and goes on.
+    client.protocol.transport.write(binary_head(UPLOAD_CHUNK, t.upload_id, 1, 3) + b"bad")
+    file_id = await t.done
+    assert [e.code for e in seen.of("server_error")] == ["bad_request"]
+    assert t._realigned == 1 and t.state == "done"
+    assert (await client.file_info(file_id))["file"]["sha256"] == digest(src)
+    await client.close()
