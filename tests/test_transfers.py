@@ -164,3 +164,37 @@ async def test_a_refused_chunk_makes_the_upload_continue_from_the_server_offset(
     assert t._realigned == 1 and t.state == "done"
     assert (await client.file_info(file_id))["file"]["sha256"] == digest(src)
     await client.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_the_queue_runs_max_running_at_a_time_and_downloads_pause_and_cancel(files, tmp_path):
+    client = await client_on(files, tmp_path)
+    client.transfers.max_running = 1
+    seen = Recorder(client)
+    big = make_file(tmp_path, 40 * MiB)
+    small = make_file(tmp_path, 1 * MiB, "small.bin", seed=5)
+    first = await client.transfers.upload(big)
+    second = await client.transfers.upload(small)
+    assert (first.state, second.state) == ("running", "queued")
+    big_id = await first.done
+    small_id = await second.done
+    order = [(e.transfer, e.state) for e in seen.of(TransferState)]
+    assert order.index((first.id, "done")) < order.index((second.id, "running"))
+    # A download paused keeps its bytes; resumed, it asks again from what is on disk.
+    dest = tmp_path / "big.copy"
+    d = await client.transfers.download(big_id, str(dest))
+    await wait_until(lambda: d.offset > 0, what="download bytes")
+    d.pause()
+    assert d.state == "paused"
+    held = os.path.getsize(dest)
+    d.resume()
+    assert await d.done == str(dest) and digest(str(dest)) == digest(big)
+    assert held > 0
+    # Cancelled, a download leaves no partial file and its Deferred fails.
+    gone = await client.transfers.download(small_id, str(tmp_path / "small.copy"))
+    gone.cancel()
+    with pytest.raises(defer.CancelledError):
+        await gone.done
+    assert gone.state == "cancelled" and not (tmp_path / "small.copy").exists()
+    await client.close()
