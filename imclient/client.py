@@ -27,8 +27,8 @@ from imclient.account import KnownServers
 from imclient.connect import CertificateError, connect
 from imclient.events import Emitter, MessageState, ProgressMeter
 from imclient.ops import OpsMixin
-from imclient.outbox import NotConnected, Outbox, Queued
-from imclient.protocol import RemoteError
+from imclient.outbox import Outbox, Queued
+from imclient.protocol import NotConnected, RemoteError
 from imclient.transfers import Transfers
 from imclient.worker import StoreWorker
 

@@ -274,6 +274,16 @@ class TransferProgress(Event):
         return 1.0 if self.total == 0 else self.bytes_done / self.total
 
 
+@dataclass(frozen=True)
+class StoreChanged(Event):
+    """Rows of the local store's ``table`` changed and are committed (``keys``: the peers,
+    group ids, client ids or transfer ids the writes named; empty for "the table as a whole")."""
+
+    name = "store_changed"
+    table: str
+    keys: tuple
+
+
 _FRIEND_TYPES = frozenset({"friend_request", "friend_added", "friend_removed", "friend_rejected",
                            "blocked", "unblocked", "friend_alias"})
 

@@ -21,14 +21,10 @@ from twisted.internet import defer
 
 from imclient import ingest
 from imclient.events import MessageState
-from imclient.protocol import RemoteError
+from imclient.protocol import NotConnected, RemoteError
 
 #: Send errors worth retrying later; any other error code fails the send for good.
 TRANSIENT = frozenset({"unavailable", "rate_limited", "internal", "not_authenticated"})
-
-
-class NotConnected(Exception):
-    """The client is offline; only sends queue, other requests fail with this."""
 
 
 class Queued(NotConnected):

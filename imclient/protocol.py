@@ -36,6 +36,10 @@ class RemoteError(Exception):
         self.error = error or {}
 
 
+class NotConnected(Exception):
+    """The client is offline: a request cannot go out now (only sends queue, in the outbox)."""
+
+
 class ClientProtocol(Int32StringReceiver):
     MAX_LENGTH = 64 * 1024 * 1024
 

@@ -22,8 +22,7 @@ from twisted.logger import Logger
 
 from imclient import transfer as wire
 from imclient.events import TransferState
-from imclient.outbox import NotConnected
-from imclient.protocol import RemoteError
+from imclient.protocol import NotConnected, RemoteError
 
 #: States in which a transfer is not over.
 LIVE = frozenset({"queued", "running", "paused"})

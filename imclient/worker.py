@@ -15,24 +15,13 @@ Deferred fires: a view model re-reads what changed.
 drive the client with a ``task.Clock`` want every step to happen synchronously).
 """
 import inspect
-from dataclasses import dataclass
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python import threadpool
 
-from imclient.events import Event
+from imclient.events import StoreChanged
 from imclient.store import LocalStore
-
-
-@dataclass(frozen=True)
-class StoreChanged(Event):
-    """Rows of ``table`` changed (``keys``: the peers, group ids, client ids or transfer ids
-    named by the writes; None for "the table as a whole")."""
-
-    name = "store_changed"
-    table: str
-    keys: tuple
 
 
 class StoreWorker:

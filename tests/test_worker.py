@@ -6,7 +6,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from imclient.worker import StoreChanged, StoreWorker
+from imclient.events import StoreChanged
+from imclient.worker import StoreWorker
 
 
 def message(msg_id, sender, to, body):
