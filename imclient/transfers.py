@@ -58,7 +58,8 @@ class Transfer:
         self.path, self.name, self.size = row["path"], row["name"], row["size"]
         self.sha256, self.upload_id, self.file_id = row["sha256"], row["upload_id"], row["file_id"]
         self.offset = row["offset"]
-        self.state = "paused" if row["state"] in ("running", "active") else row["state"]
+        # A record from a previous run waits to be resumed, whatever it was doing then.
+        self.state = "paused" if row["state"] in ("queued", "running", "active") else row["state"]
         self.error = None
         self.done = defer.Deferred()
         self.meter = manager.client.progress_meter(self.id, self.direction, self.name, self.size,
@@ -234,6 +235,8 @@ class Transfers:
                                 lambda f: self._interrupted(t, f))
 
     async def _run_upload(self, t, proto):
+        if os.path.getsize(t.path) != t.size:
+            raise TransferFailed(f"{t.path} changed since it was queued ({t.size} bytes then)")
         begun = await wire.begin_upload(proto, t.path, t.name, t.size, t.sha256)
         if begun[0] == "file":
             return begun[1]
@@ -301,7 +304,8 @@ class Transfers:
         self._set_state(t, "failed")
         self.handles.pop(t.id, None)
         reason = failure.value if failure.check(RemoteError) else None
-        t.done.errback(TransferFailed(t.error) if reason is None else
+        t.done.errback(failure.value if failure.check(TransferFailed) else
+                       TransferFailed(t.error) if reason is None else
                        TransferFailed(f"{reason.message} ({reason.code})"))
         self._pump()
         return None

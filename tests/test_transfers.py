@@ -12,6 +12,7 @@ from imclient.client import Client
 from imclient.events import TransferProgress, TransferState
 from imclient import transfers
 from imclient.transfer import mux_for
+from imclient.transfers import TransferFailed
 from test_client import FAST, Recorder, account, wait_until
 from test_files import digest, files, make_file  # noqa: F401  (files is a fixture)
 
@@ -197,4 +198,24 @@ async def test_the_queue_runs_max_running_at_a_time_and_downloads_pause_and_canc
     with pytest.raises(defer.CancelledError):
         await gone.done
     assert gone.state == "cancelled" and not (tmp_path / "small.copy").exists()
+    await client.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_an_upload_whose_file_changed_before_it_ran_fails(files, tmp_path):
+    client = await client_on(files, tmp_path)
+    seen = Recorder(client)
+    src = make_file(tmp_path, 2 * MiB)
+    client.transfers.max_running = 0  # nothing runs yet
+    t = await client.transfers.upload(src)
+    with open(src, "ab") as f:
+        f.write(b"more")
+    client.transfers.max_running = 1
+    t.pause()
+    t.resume()
+    with pytest.raises(TransferFailed) as info:
+        await t.done
+    assert "changed" in str(info.value) and t.state == "failed"
+    assert states(seen, t)[-1] == "failed" and await client.transfers.unfinished() == []
     await client.close()
