@@ -438,6 +438,11 @@ class LocalStore:
                         "WHERE transfer_id = ?", (*(fields[n] for n in names), transfer_id))
         self._changed("transfers", transfer_id)
 
+    def transfer(self, transfer_id):
+        row = self._one(f"SELECT {', '.join(TRANSFER_FIELDS)} FROM transfers WHERE transfer_id = ?",
+                        (transfer_id,))
+        return row and dict(zip(TRANSFER_FIELDS, row))
+
     def transfers(self, unfinished=True):
         where = "WHERE state NOT IN ('done', 'cancelled', 'failed')" if unfinished else ""
         return [dict(zip(TRANSFER_FIELDS, r)) for r in self._all(

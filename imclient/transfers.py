@@ -92,7 +92,6 @@ class Transfers:
         self.client, self.max_running = client, max_running
         self.handles = {}  # transfer id -> Transfer, every live one this process knows
         self._proto = None
-        self._loaded = None
 
     # Making transfers.
     def upload(self, path, name=None):
@@ -128,9 +127,7 @@ class Transfers:
         return self._queue(await self._handle(tid))
 
     async def _handle(self, tid):
-        [row] = [r for r in await self.client.store.transfers(unfinished=False)
-                 if r["transfer_id"] == tid]
-        t = self.handles[tid] = Transfer(self, row)
+        t = self.handles[tid] = Transfer(self, await self.client.store.transfer(tid))
         return t
 
     def unfinished(self):
@@ -148,7 +145,7 @@ class Transfers:
     def connected(self, proto):
         self._proto = proto
         for t in self.handles.values():
-            if t.state == "running":
+            if t.state == "running" and t._attempt is None:
                 self._start(t)
         self._pump()
 
