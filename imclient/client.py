@@ -202,6 +202,8 @@ class Client(OpsMixin):
             self._on_push(push)
         self.outbox.connected()
         self.transfers.connected(proto)
+        if self._sync_waiters:  # asked for while the first catch-up ran
+            self._run_sync()
         waiters, self._online_waiters = self._online_waiters, []
         for d in [d for d in waiters if not d.called]:  # a caller may have cancelled its wait
             d.callback(self)
