@@ -219,3 +219,25 @@ async def test_an_upload_whose_file_changed_before_it_ran_fails(files, tmp_path)
     assert "changed" in str(info.value) and t.state == "failed"
     assert states(seen, t)[-1] == "failed" and await client.transfers.unfinished() == []
     await client.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_a_download_left_by_a_previous_run_resumes_from_the_bytes_on_disk(files, tmp_path):
+    client = await client_on(files, tmp_path)
+    src = make_file(tmp_path, 40 * MiB)
+    file_id = await (await client.transfers.upload(src)).done
+    dest = tmp_path / "copy.bin"
+    d = await client.transfers.download(file_id, str(dest))
+    await wait_until(lambda: d.offset > 0, what="download bytes")
+    await client.close()  # the program exits mid-download
+    held = os.path.getsize(dest)
+    again = Client(reactor, Account.load(client.account.home), retry=FAST)
+    await again.start()
+    [left] = await again.transfers.unfinished()
+    assert (left.direction, left.path, left.state) == ("download", str(dest), "paused")
+    offsets = []
+    again.on(TransferProgress, lambda e: offsets.append(e.bytes_done))
+    assert await left.resume().done == str(dest)
+    assert digest(str(dest)) == digest(src) and 0 < held and offsets[0] >= held
+    await again.close()
