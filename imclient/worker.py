@@ -39,10 +39,14 @@ class StoreWorker:
             self._pool = threadpool.ThreadPool(1, 1, name="imclient-store")
             self._pool.start()
             self._shutdown = reactor.addSystemEventTrigger("during", "shutdown", self._stop_pool)
-        self._opened = self._submit(lambda: self._open())
+        self._open_error = None
+        self._submit(self._open)
 
     def _open(self):
-        self._store = LocalStore(self.path)
+        try:
+            self._store = LocalStore(self.path)
+        except Exception as e:  # every job fails with it, instead of on a missing store
+            self._open_error = e
 
     def listen(self, fn):
         """Call ``fn(StoreChanged)`` after each committed change; returns an unsubscriber."""
@@ -53,6 +57,8 @@ class StoreWorker:
         """``fn(store, *args, **kw)`` in one transaction on the store's thread: a Deferred."""
         def job():
             store = self._store
+            if store is None:
+                raise self._open_error or RuntimeError("the local store is closed")
             try:
                 with store.batch():
                     result = fn(store, *args, **kw)
@@ -98,8 +104,9 @@ class StoreWorker:
     def close(self):
         """Close the connection and end the thread; fires when both are done."""
         def job():
-            if self._store is not None:
-                self._store.close()
+            store, self._store = self._store, None
+            if store is not None:
+                store.close()
         d = self._submit(job)
         if self._pool is not None:
             d.addBoth(self._stopped)

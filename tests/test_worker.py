@@ -65,3 +65,11 @@ def test_private_and_unknown_names_are_not_store_methods(tmp_path):
     with pytest.raises(AttributeError):
         worker.no_such_method
     worker.close()
+
+
+def test_a_store_that_cannot_be_opened_fails_every_job_with_why(tmp_path):
+    worker = StoreWorker(str(tmp_path / "missing-dir" / "s.sqlite"), threaded=False)
+    failed = []
+    worker.history(2).addErrback(failed.append)
+    assert [f.check(Exception) for f in failed] == [Exception]
+    assert "unable to open" in failed[0].getErrorMessage()
