@@ -16,20 +16,20 @@ class Announcer:
     def __init__(self, notifier, connections):
         self.notifier = notifier
         self.connections = connections
-        self._handlers = {Entries: self._entries, Ephemeral: self._ephemeral, Direct: self._direct,
+        self._handlers = {Ephemeral: self._ephemeral, Direct: self._direct,
                           Publish: self._publish, Subscribe: self._subscribe,
                           Unsubscribe: self._unsubscribe, EndSession: self._end_session}
 
     def announce(self, effects, origin=None):
         for effect in effects:
             try:
-                self._handlers[type(effect)](effect, origin)
+                if type(effect) is Entries:  # the common case (every message), without a lookup
+                    self.notifier.new_entries(effect.users, effect.push, origin)
+                else:
+                    self._handlers[type(effect)](effect, origin)
             except Exception:
                 # One failed delivery must not keep the rest (or the reply) back.
                 self._log.failure("announcing {effect!r} failed", effect=effect)
-
-    def _entries(self, effect, origin):
-        self.notifier.new_entries(effect.users, effect.push, origin)
 
     def _ephemeral(self, effect, origin):
         self.notifier.ephemeral(effect.users, effect.payload, origin)

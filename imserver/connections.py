@@ -8,6 +8,8 @@ what other processes hold is the ``INotifier``'s and ``IPresence``'s business.
 """
 from twisted.logger import Logger
 
+from imserver import wire
+
 
 class Connections:
     _log = Logger()
@@ -75,11 +77,11 @@ class Connections:
         connection.write_frame(data)
         return True
 
-    def write_users(self, user_ids, encode, exclude=None):
-        """Write one frame to every connection of each user except ``exclude``.
+    def write_users(self, user_ids, message, exclude=None):
+        """Write ``message`` (a dict) to every connection of each user except ``exclude``.
 
-        ``encode()`` makes the frame; it is called once for the whole fan-out, and not at all
-        when none of the users is connected here. Returns how many connections got it."""
+        It is encoded once for the whole fan-out, and not at all when none of the users is
+        connected here. Returns how many connections got it."""
         data = None
         sent = 0
         users = self._users
@@ -88,7 +90,7 @@ class Connections:
             if not devices:
                 continue
             if data is None:
-                data = encode()
+                data = wire.encode(message)
             for connection in list(devices):
                 if connection is not exclude:
                     connection.write_frame(data)

@@ -8,8 +8,12 @@ processes) or the local connections (the acting connection, topic subscriptions)
 """
 from dataclasses import dataclass
 
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__, which
+# costs a send (made tens of thousands of times a second) about a microsecond. Treat them as
+# values all the same.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Entries:
     """``users`` have a new entry in their streams at ``push["pos"]``; ``push`` is the wire push
     (``{"op": type, "pos": ...}``), encoded once for all of them."""
@@ -17,14 +21,14 @@ class Entries:
     push: dict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ephemeral:
     """Deliver ``payload`` to the devices of ``users`` now; it is not stored (presence, typing)."""
     users: tuple
     payload: dict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Direct:
     """``payload`` to the connection the effects are announced for (the one that made the
     request or started the upload); if that connection has gone, to the devices of
@@ -33,25 +37,25 @@ class Direct:
     fallback_user: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publish:
     """``payload`` to every connection subscribed to ``topic`` (the chat square)."""
     topic: str
     payload: dict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Subscribe:
     """The acting connection hears ``topic`` from now on, until it unsubscribes or logs out."""
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Unsubscribe:
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EndSession:
     """Tell the connections of one login session ``payload``, then close them (revoked)."""
     user_id: int

@@ -47,7 +47,7 @@ class Context:
         return bool(self.conn.connected)
 
     def announce(self, effects):
-        self.server.announce(effects, self.conn)
+        self.server.announcer.announce(effects, self.conn)
 
     def log_in(self, user, logout):
         """This connection is now ``user``'s session; ``logout()`` ends it (the realm's)."""
