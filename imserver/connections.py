@@ -91,7 +91,10 @@ class Connections:
                 continue
             if data is None:
                 data = wire.encode(message)
-            for connection in list(devices):
+            # No copy of ``devices``: a write never detaches a connection at once (a connection
+            # that must be dropped is aborted, and Twisted calls connectionLost on a later
+            # turn), and this loop runs twice per message sent.
+            for connection in devices:
                 if connection is not exclude:
                     connection.write_frame(data)
                     sent += 1
