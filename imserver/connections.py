@@ -42,8 +42,8 @@ class Connections:
 
     def detach(self, user, connection):
         """That session has ended (logout, or the connection is gone); its topics go with it."""
-        for listeners in self._topics.values():
-            listeners.pop(connection, None)
+        for topic in list(self._topics):
+            self.unsubscribe(connection, topic)
         devices = self._users.get(user.user_id)
         if not devices or devices.pop(connection, None) is None:
             return

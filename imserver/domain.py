@@ -44,9 +44,10 @@ class Domain:
         return fn
 
     def on_login(self, fn):
-        """Declare a login hook (a decorator): ``async fn(server, user, peer, device)`` runs
-        after each login or resume; the effects it returns are announced for the connection
-        that logged in."""
+        """Declare a login hook (a decorator): ``fn(server, user, peer, device)``, an
+        ``async def`` or a plain function, runs after each login or resume; the effects it
+        returns are announced for the connection that logged in (if it is still logged in as
+        that user). A hook that fails is logged and does not undo the login."""
         self.login_hooks.append(fn)
         return fn
 

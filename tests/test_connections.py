@@ -69,6 +69,8 @@ def test_a_topic_reaches_its_subscribers_until_they_unsubscribe_or_log_out():
     connections.detach(SimpleNamespace(user_id=3, session_id=0), conns[(3, 0)])
     assert notifier.publish("square", {"op": "square_message"}) == 1
     assert [len(conns[k].frames) for k in ((1, 0), (2, 0), (3, 0))] == [1, 1, 1]
+    connections.detach(SimpleNamespace(user_id=1, session_id=0), conns[(1, 0)])
+    assert connections._topics == {}  # a topic nobody hears is forgotten, not kept empty
 
 
 def test_end_session_tells_and_closes_only_that_sessions_connections():

@@ -2,6 +2,7 @@
 hooks and start-up state, on real loopback connections."""
 import pytest
 import pytest_twisted
+from twisted.internet import defer
 
 from conftest import RunningServer, make_server
 from helpers import Pushes, befriend, error_code, quiet
@@ -87,5 +88,63 @@ async def test_a_new_domain_plugs_in_with_its_ops_login_hooks_and_state(store, t
         wave = await alice.request("wave", to=str(reply["user_id"]))
         assert wave["waved"] is True
         assert (await phone_pushes.next("wave"))["from"] == alice.user_id
+    finally:
+        await rs.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_or_plain_login_hook_neither_fails_the_login_nor_stops_the_others(store, tmp_path):
+    ran = []
+    hooks = Domain("hooks")
+
+    @hooks.on_login
+    def plain(server, user, peer, device):  # not an async def
+        ran.append("plain")
+        return [Direct({"op": "plain_hello"})]
+
+    @hooks.on_login
+    async def broken(server, user, peer, device):
+        raise RuntimeError("a bug in a plug-in")
+
+    @hooks.on_login
+    async def last(server, user, peer, device):
+        ran.append("last")
+        return []
+
+    rs = await _running(store, tmp_path, domains.DEFAULT + (hooks,))
+    try:
+        alice = await rs.client()
+        await alice.register("alice", "correct horse")
+        pushes = Pushes(alice)
+        reply = await alice.login("alice", "correct horse")
+        assert reply["user_id"] and (await pushes.next("plain_hello"))
+        assert ran == ["plain", "last"]
+    finally:
+        await rs.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_login_hook_that_finishes_after_logout_tells_nobody(store, tmp_path):
+    release = defer.Deferred()
+    slow = Domain("slow")
+
+    @slow.on_login
+    async def late(server, user, peer, device):
+        await release
+        return [Direct({"op": "for_" + user.username})]
+
+    rs = await _running(store, tmp_path, domains.DEFAULT + (slow,))
+    try:
+        conn = await rs.client()
+        for name in ("alice", "bob"):
+            await conn.register(name, "correct horse")
+        pushes = Pushes(conn)
+        await conn.login("alice", "correct horse")
+        await conn.request("logout")
+        await conn.login("bob", "correct horse")  # the same connection, now bob's session
+        release.callback(None)  # alice's hook (and then bob's) finishes
+        assert (await pushes.next("for_bob"))
+        await quiet()
+        assert pushes.of("for_alice") == []
     finally:
         await rs.stop()

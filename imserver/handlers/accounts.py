@@ -1,4 +1,5 @@
 """Account ops: register, login, resume, logout, password, profile, search and sessions."""
+import inspect
 import re
 
 from twisted.cred.credentials import UsernamePassword
@@ -62,10 +63,17 @@ async def _login(ctx, credentials, throttle_keys, mind):
 
 def _run_hook(ctx, hook, user):
     """Run one login hook; what it returns is announced for this connection once it is done
-    (after the login reply, since every hook waits for the database at least once)."""
-    d = defer.ensureDeferred(hook(ctx.server, user, ctx.peer, user.device))
-    d.addCallback(lambda effects: effects and ctx.announce(effects))
+    (after the login reply, since every hook waits for the database at least once), if the
+    connection is still that user's session. A failing hook is logged; login has succeeded."""
+    d = defer.maybeDeferred(_call, hook, ctx.server, user, ctx.peer, user.device)
+    d.addCallback(lambda effects: effects and ctx.user is user and ctx.announce(effects))
     d.addErrback(lambda f: _log.failure("login hook {hook} failed", f, hook=hook.__qualname__))
+
+
+def _call(fn, *args):
+    """``fn(*args)``, its coroutine (if it is an ``async def``) as a Deferred."""
+    result = fn(*args)
+    return defer.ensureDeferred(result) if inspect.isawaitable(result) else result
 
 
 @domain.op("login", auth=False, username=Str(max_len=64), password=Str(**PASSWORD),
