@@ -14,7 +14,7 @@ _ID = dict(min=1)
 
 
 @domain.op("upload_begin", name=Str(max_len=255), size=Int(min=0), sha256=Str(max_len=64),
-        mime=Str(required=False, default="application/octet-stream", max_len=127))
+           mime=Str(required=False, default="application/octet-stream", max_len=127))
 async def upload_begin(ctx, name, size, sha256, mime):
     return await ctx.server.files.begin(ctx.user.user_id, name, size, sha256, mime)
 
@@ -36,7 +36,7 @@ async def upload_cancel(ctx, upload):
 
 
 @domain.op("download", file=Int(**_ID), offset=Int(required=False, default=0, min=0),
-        length=Int(required=False, min=0))
+           length=Int(required=False, min=0))
 async def download(ctx, file, offset, length):
     return await ctx.server.files.download(ctx.conn, ctx.user.user_id, file, offset, length)
 

@@ -6,8 +6,9 @@ requests that wait for them.
 """
 from imserver.dispatch import Int, Str
 from imserver.domain import Domain
-from imserver.effects import Direct, entries, reply_with_pos
+from imserver.effects import Direct
 from imserver.errors import ImError
+from imserver.handlers.writes import stream_write
 from imserver.store import friends as store
 
 domain = Domain("friends")
@@ -18,24 +19,16 @@ def _not_me(ctx, user):
         raise ImError("bad_request", "that is you")
 
 
-async def _write(ctx, fn, *args, fields=None):
-    """Run a friends write in the next group commit; the reply (``fields`` and ``pos``) with
-    the committed events as new stream entries. ``fn`` returns its events, or
-    ``(status, events)``, when ``status`` becomes the reply's ``status``."""
-    server, me = ctx.server, ctx.user.user_id
+def _write(ctx, fn, *args, reply=lambda events: {}):
     # Exclusive: a send batch checks friendships before it takes the position lock, so none
     # may overlap a batch that changes them.
-    result = await server.write(fn, me, *args, server.now_ms(), exclusive=True)
-    fields = dict(fields or {})
-    if isinstance(result, tuple):
-        fields["status"], result = result
-    return reply_with_pos(fields, entries(result), me)
+    return stream_write(ctx, fn, *args, exclusive=True, reply=reply)
 
 
 @domain.op("friend_request", user=Int(), greeting=Str(required=False, default="", max_len=255))
 def friend_request(ctx, user, greeting):
     _not_me(ctx, user)
-    return _write(ctx, store.request, user, greeting)
+    return _write(ctx, store.request, user, greeting, reply=lambda status: {"status": status})
 
 
 @domain.op("friend_accept", user=Int())

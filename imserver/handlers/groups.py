@@ -9,10 +9,11 @@ import functools
 
 from imserver.dispatch import Int, List, Obj, Str
 from imserver.domain import Domain
-from imserver.effects import Entries, Reply, as_push, entries, reply_with_pos
+from imserver.effects import Entries, Reply, as_push
 from imserver.errors import ImError
 from imserver.group_rules import POLICIES
 from imserver.handlers.messages import check_text, file_reference
+from imserver.handlers.writes import stream_write
 from imserver.store import group_messages as messages_store
 from imserver.store import files as files_store
 from imserver.store import groups as store
@@ -22,16 +23,6 @@ domain.source(messages_store.stream_source)
 domain.batch("group_send", messages_store.send_batch)
 NAME = dict(max_len=64)
 ANNOUNCEMENT = dict(max_len=1000)
-
-
-async def _write(ctx, fn, *args, reply=lambda result: {}):
-    """Run a group change in the next group commit. ``fn`` returns ``[(recipients, event)]``
-    (or ``(status, pairs)``); ``reply(status or pairs)`` makes the reply's fields, to which
-    ``pos`` is added when the change wrote to the acting user's stream."""
-    server, me = ctx.server, ctx.user.user_id
-    result = await server.write(fn, me, *args, server.now_ms())
-    status, pairs = result if isinstance(result, tuple) else (result, result)
-    return reply_with_pos(reply(status), entries(pairs), me)
 
 
 def _sized(ctx, fn):
@@ -53,10 +44,10 @@ def _user_ids(members):
 
 
 @domain.op("group_create", name=Str(**NAME), members=List(required=False, default=[]),
-        join_policy=Str(required=False, default="approval", choices=POLICIES))
+           join_policy=Str(required=False, default="approval", choices=POLICIES))
 async def group_create(ctx, name, members, join_policy):
-    return await _write(ctx, _sized(ctx, store.create), _name(name), _user_ids(members), join_policy,
-                        reply=lambda group_id: {"group_id": group_id})
+    return await stream_write(ctx, _sized(ctx, store.create), _name(name), _user_ids(members),
+                              join_policy, reply=lambda group_id: {"group_id": group_id})
 
 
 @domain.op("group_info", group=Int())
@@ -85,53 +76,53 @@ async def group_requests(ctx, group):
 
 @domain.op("group_invite", group=Int(), user=Int())
 async def group_invite(ctx, group, user):
-    return await _write(ctx, _sized(ctx, store.invite), group, user, reply=_status)
+    return await stream_write(ctx, _sized(ctx, store.invite), group, user, reply=_status)
 
 
 @domain.op("group_join", group=Int())
 async def group_join(ctx, group):
-    return await _write(ctx, _sized(ctx, store.join), group)
+    return await stream_write(ctx, _sized(ctx, store.join), group)
 
 
 @domain.op("group_join_request", group=Int(), greeting=Str(required=False, default="", max_len=255))
 async def group_join_request(ctx, group, greeting):
-    return await _write(ctx, _sized(ctx, store.join_request), group, greeting, reply=_status)
+    return await stream_write(ctx, _sized(ctx, store.join_request), group, greeting, reply=_status)
 
 
 @domain.op("group_approve", group=Int(), user=Int())
 async def group_approve(ctx, group, user):
-    return await _write(ctx, _sized(ctx, store.approve), group, user)
+    return await stream_write(ctx, _sized(ctx, store.approve), group, user)
 
 
 @domain.op("group_deny", group=Int(), user=Int())
 async def group_deny(ctx, group, user):
-    return await _write(ctx, store.deny, group, user)
+    return await stream_write(ctx, store.deny, group, user)
 
 
 @domain.op("group_leave", group=Int())
 async def group_leave(ctx, group):
-    return await _write(ctx, store.leave, group)
+    return await stream_write(ctx, store.leave, group)
 
 
 @domain.op("group_kick", group=Int(), user=Int())
 async def group_kick(ctx, group, user):
-    return await _write(ctx, store.kick, group, user)
+    return await stream_write(ctx, store.kick, group, user)
 
 
 @domain.op("group_set_role", group=Int(), user=Int(), role=Str(choices=("admin", "member")))
 async def group_set_role(ctx, group, user, role):
-    return await _write(ctx, store.set_role, group, user, role,
-                        reply=lambda pairs: {"changed": bool(pairs)})
+    return await stream_write(ctx, store.set_role, group, user, role,
+                              reply=lambda pairs: {"changed": bool(pairs)})
 
 
 @domain.op("group_transfer", group=Int(), user=Int())
 async def group_transfer(ctx, group, user):
-    return await _write(ctx, store.transfer, group, user)
+    return await stream_write(ctx, store.transfer, group, user)
 
 
 @domain.op("group_update", group=Int(), name=Str(required=False, **NAME),
-        announcement=Str(required=False, **ANNOUNCEMENT),
-        join_policy=Str(required=False, choices=POLICIES))
+           announcement=Str(required=False, **ANNOUNCEMENT),
+           join_policy=Str(required=False, choices=POLICIES))
 async def group_update(ctx, group, name, announcement, join_policy):
     changes = {k: v for k, v in (("name", name), ("announcement", announcement),
                                  ("join_policy", join_policy)) if v is not None}
@@ -139,17 +130,17 @@ async def group_update(ctx, group, name, announcement, join_policy):
         raise ImError("bad_request", "give at least one of: name, announcement, join_policy")
     if "name" in changes:
         changes["name"] = _name(changes["name"])
-    return await _write(ctx, store.update, group, changes, reply=lambda pairs: {
+    return await stream_write(ctx, store.update, group, changes, reply=lambda pairs: {
         "changed": sorted(k for k in pairs[0][1] if k in changes) if pairs else []})
 
 
 @domain.op("group_disband", group=Int())
 async def group_disband(ctx, group):
-    return await _write(ctx, store.disband, group)
+    return await stream_write(ctx, store.disband, group)
 
 
 @domain.op("group_send", group=Int(), body=Str(required=False, default=""), client_id=Str(max_len=64),
-        file=Obj(required=False))
+           file=Obj(required=False))
 async def group_send(ctx, group, body, client_id, file):
     server, me = ctx.server, ctx.user.user_id
     file = file_reference(file)
@@ -169,7 +160,7 @@ async def group_send(ctx, group, body, client_id, file):
 
 
 @domain.op("group_files", group=Int(), before=Int(required=False, min=1),
-        limit=Int(required=False, default=50, min=1, max=200))
+           limit=Int(required=False, default=50, min=1, max=200))
 async def group_files(ctx, group, before, limit):
     def txn_fn(txn):
         store.require_role(txn, group, ctx.user.user_id, "read")
@@ -178,7 +169,7 @@ async def group_files(ctx, group, before, limit):
 
 
 @domain.op("group_history", group=Int(), before=Int(required=False, min=1),
-        limit=Int(required=False, default=50, min=1, max=200))
+           limit=Int(required=False, default=50, min=1, max=200))
 async def group_history(ctx, group, before, limit):
     before = before if before is not None else 2 ** 62
     messages, more = await ctx.server.read("group_history", messages_store.history, ctx.user.user_id,
@@ -188,8 +179,8 @@ async def group_history(ctx, group, before, limit):
 
 @domain.op("group_mark_read", group=Int(), msg_id=Int(min=1))
 async def group_mark_read(ctx, group, msg_id):
-    return await _write(ctx, messages_store.mark_read, group, msg_id,
-                        reply=lambda pairs: {"moved": bool(pairs)})
+    return await stream_write(ctx, messages_store.mark_read, group, msg_id,
+                              reply=lambda pairs: {"moved": bool(pairs)})
 
 
 def _status(status):

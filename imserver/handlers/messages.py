@@ -3,8 +3,9 @@ from functools import partial
 
 from imserver.dispatch import Int, Obj, Str
 from imserver.domain import Domain
-from imserver.effects import Entries, entries, reply_with_pos
+from imserver.effects import Entries
 from imserver.errors import ImError
+from imserver.handlers.writes import stream_write
 from imserver.store import messages as store
 from imserver.store import stream
 
@@ -43,7 +44,7 @@ def file_reference(file):
 
 
 @domain.op("send", answers=True, to=Int(), body=Str(required=False, default=""),
-        client_id=Str(max_len=64), file=Obj(required=False))
+           client_id=Str(max_len=64), file=Obj(required=False))
 def send(ctx, answer, to, body, client_id, file):
     # The op the server runs most: it answers from the batch's completion, with no Deferred or
     # coroutine per message (a bad request raises here, and dispatch answers with the error).
@@ -73,17 +74,16 @@ def _sent(ctx, me, to, answer, result):
 
 
 @domain.op("history", peer=Int(), before=Int(required=False, min=1),
-        limit=Int(required=False, default=50, min=1, max=200))
+           limit=Int(required=False, default=50, min=1, max=200))
 async def history(ctx, peer, before, limit):
     before = before if before is not None else 2 ** 62
     messages, more = await ctx.server.read("history", store.history, ctx.user.user_id, peer, before, limit)
     return {"messages": messages, "more": more}
 
 
-async def _mark(ctx, peer, msg_id, kind):
-    server, me = ctx.server, ctx.user.user_id
-    events = await server.write(store.mark, me, peer, msg_id, kind, server.now_ms())
-    return reply_with_pos({"moved": bool(events)}, entries(events), me)
+def _mark(ctx, peer, msg_id, kind):
+    return stream_write(ctx, store.mark, peer, msg_id, kind,
+                        reply=lambda events: {"moved": bool(events)})
 
 
 @domain.op("mark_delivered", peer=Int(), msg_id=Int(min=1))

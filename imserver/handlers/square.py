@@ -48,7 +48,7 @@ async def square_send(ctx, body):
 
 
 @domain.op("square_history", before=Int(required=False, min=1),
-        limit=Int(required=False, default=50, min=1, max=200))
+           limit=Int(required=False, default=50, min=1, max=200))
 async def square_history(ctx, before, limit):
     before = before if before is not None else 2 ** 62
     posts, more = await ctx.server.read("square_history", store.history, before, limit)
